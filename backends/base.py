@@ -1,0 +1,116 @@
+"""What every backend shares: arrays in, arrays out, and one training step.
+
+A backend subclass changes only what its device needs: the array module,
+moving data, compiling, and how gradients are obtained. The mathematics
+(forward, hand-written backward, optimizer update) comes from ``nn`` and is
+the same object on every backend.
+"""
+
+import numpy as np
+
+from .errors import XpnetError
+from .random import uniform_from_counter
+
+
+class Backend:
+    name = None
+    xp = None
+    # How this backend can obtain gradients; the first is the default.
+    grad_modes = ("manual",)
+
+    @classmethod
+    def unavailable_reason(cls):
+        """None when this backend can run here, else a short reason."""
+        return None
+
+    # -- arrays ---------------------------------------------------------------
+    def asarray(self, a, dtype=None):
+        """``a`` (host or device) as an array of this backend."""
+        return self.xp.asarray(a, dtype=dtype)
+
+    def to_host(self, a):
+        """``a`` as a NumPy array on the host."""
+        return np.asarray(a)
+
+    def tree_to_host(self, tree):
+        return [{k: self.to_host(v) for k, v in layer.items()} for layer in tree]
+
+    def tree_asarray(self, tree):
+        return [{k: self.asarray(v) for k, v in layer.items()} for layer in tree]
+
+    def synchronize(self):
+        """Wait until all queued device work has finished (for honest timing)."""
+
+    def block(self, tree):
+        """``tree`` once every array in it has been computed."""
+        self.synchronize()
+        return tree
+
+    def device_description(self):
+        return "CPU"
+
+    # -- randomness -----------------------------------------------------------
+    def keep_mask(self, seed, step, layer, shape, keep_prob, dtype):
+        """A 0/1 dropout mask, a pure function of (seed, step, layer).
+
+        Counter-based: no generator state to carry, so the same seed gives the
+        same masks whatever order steps run in, and a GPU kernel can compute
+        the same numbers independently per element.
+        """
+        u = uniform_from_counter(self.xp, seed, step, layer, shape)
+        return (u < keep_prob).astype(dtype)
+
+    # -- compiling and gradients ----------------------------------------------
+    def compile(self, fn, donate_argnums=()):
+        """``fn`` made fast for this backend; eager backends return it as is."""
+        return fn
+
+    def check_grad_mode(self, grad):
+        grad = grad or self.grad_modes[0]
+        if grad not in self.grad_modes:
+            raise XpnetError(
+                f"--grad {grad} is not available on the {self.name} backend: "
+                f"it supports {', '.join(self.grad_modes)} (autodiff needs --backend jax)"
+            )
+        return grad
+
+    def loss_and_grads_fn(self, model, grad):
+        """``f(params, x, y, masks) -> (loss, grads, outputs)``."""
+        return model.loss_and_grads
+
+    def make_train_step(self, model, optimizer, *, seed, grad=None):
+        """One minibatch update as ``step(params, state, x_all, y_all, idx, lr, step_no)``.
+
+        The whole dataset is an argument and the batch is gathered inside, so
+        the data stays on the device and, on JAX, inside the compiled function.
+        Returns the new parameters and optimizer state, the batch loss and
+        the number of correct predictions, all still on the device.
+        """
+        grad = self.check_grad_mode(grad)
+        loss_and_grads = self.loss_and_grads_fn(model, grad)
+        xp = self.xp
+
+        def step(params, state, x_all, y_all, idx, lr, step_no):
+            x, y = x_all[idx], y_all[idx]
+            masks = model.dropout_masks(self, seed, step_no, x.shape[0], x.dtype)
+            loss, grads, outputs = loss_and_grads(params, x, y, masks)
+            params, state = optimizer.update(params, grads, state, lr)
+            correct = xp.sum(xp.argmax(outputs, axis=1) == y)
+            return params, state, loss, correct
+
+        return self.compile(step, donate_argnums=(0, 1))
+
+    def make_eval_step(self, model):
+        """``f(params, x, y) -> (summed loss, correct count)`` for one chunk."""
+        xp = self.xp
+
+        def evaluate(params, x, y):
+            loss, outputs = model.objective(params, x, y, penalty=False)
+            correct = xp.sum(xp.argmax(outputs, axis=1) == y)
+            return loss * x.shape[0], correct
+
+        return self.compile(evaluate)
+
+    def make_predict(self, model):
+        """``f(params, x) -> class probabilities`` (or raw outputs for a linear head)."""
+        return self.compile(model.predict)

@@ -1,0 +1,161 @@
+"""The training loop: epochs of shuffled minibatches, validation, early stopping.
+
+It is written once for every backend: the backend supplies the compiled
+step, this module decides what happens between steps. Within an epoch
+nothing is read back to the host; losses and correct counts accumulate on
+the device and are read once at the end of the epoch.
+"""
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from backends import XpnetError
+
+
+def split_validation(x, y, val_size):
+    """(x_train, y_train, x_val, y_val): the last ``val_size`` samples held out."""
+    if not 0 <= val_size < len(x):
+        raise XpnetError(
+            f"--val-size {val_size} must be between 0 and {len(x) - 1} (the training set has {len(x)} images)"
+        )
+    cut = len(x) - val_size
+    return x[:cut], y[:cut], x[cut:], y[cut:]
+
+
+def epoch_permutation(seed, epoch, n):
+    """The sample order of one epoch: seeded on the host, identical on every backend."""
+    return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when the validation loss has not improved by ``min_delta`` for
+    ``patience`` epochs (0 switches it off); then, with ``restore_best``,
+    go back to the parameters of the best epoch."""
+
+    patience: int = 0
+    min_delta: float = 0.0
+    restore_best: bool = True
+    best_loss: float = math.inf
+    best_epoch: int = -1
+    best_params: list = field(default=None, repr=False)
+    waited: int = 0
+
+    def __post_init__(self):
+        if self.patience < 0:
+            raise XpnetError(f"--patience {self.patience} must be >= 0 (0 turns early stopping off)")
+        if self.min_delta < 0:
+            raise XpnetError(f"--min-delta {self.min_delta} must be >= 0")
+
+    def should_stop(self, be, epoch, val_loss, params):
+        if self.patience == 0:
+            return False
+        if val_loss < self.best_loss - self.min_delta:
+            self.best_loss, self.best_epoch, self.waited = val_loss, epoch, 0
+            if self.restore_best:
+                # A host copy: the device buffers are donated to the next step.
+                self.best_params = be.tree_to_host(params)
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+
+def evaluate(be, eval_step, params, x, y, chunk=10_000):
+    """(mean loss, accuracy) over every sample of (x, y), read back once."""
+    n = x.shape[0]
+    if n == 0:
+        return math.nan, math.nan
+    loss_sum, correct = 0.0, 0
+    for start in range(0, n, chunk):
+        batch_loss, batch_correct = eval_step(params, x[start : start + chunk], y[start : start + chunk])
+        loss_sum = loss_sum + batch_loss
+        correct = correct + batch_correct
+    return float(be.to_host(loss_sum)) / n, int(be.to_host(correct)) / n
+
+
+def _identity_bar(iterable, **_):
+    return iterable
+
+
+def fit(
+    be,
+    model,
+    optimizer,
+    schedule,
+    x_train,
+    y_train,
+    x_val=None,
+    y_val=None,
+    *,
+    epochs,
+    batch_size,
+    seed,
+    grad=None,
+    early_stopping=None,
+    progress_bar=_identity_bar,
+    on_epoch=None,
+):
+    """Train ``model`` and return (params on the device, per-epoch history).
+
+    Host arrays in: they are moved to the device once. Every epoch visits each
+    training sample exactly once; the last batch is simply smaller.
+    """
+    if batch_size < 1:
+        raise XpnetError(f"--batch-size {batch_size} must be >= 1")
+    if epochs < 1:
+        raise XpnetError(f"--epochs {epochs} must be >= 1")
+    early_stopping = early_stopping or EarlyStopping()
+    x, y = be.asarray(x_train), be.asarray(y_train)
+    has_val = x_val is not None and len(x_val) > 0
+    if has_val:
+        xv, yv = be.asarray(x_val), be.asarray(y_val)
+
+    params = be.tree_asarray(model.init_params(seed))
+    state = optimizer.init(params)
+    train_step = be.make_train_step(model, optimizer, seed=seed, grad=grad)
+    eval_step = be.make_eval_step(model)
+
+    n = x.shape[0]
+    steps = math.ceil(n / batch_size)
+    history = []
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        order = be.asarray(epoch_permutation(seed, epoch, n))
+        loss_sum, correct = 0.0, 0
+        for i in progress_bar(range(steps), desc=f"epoch {epoch + 1}/{epochs}"):
+            idx = order[i * batch_size : (i + 1) * batch_size]
+            lr = schedule(epoch + i / steps)
+            params, state, loss, batch_correct = train_step(
+                params, state, x, y, idx, lr, epoch * steps + i
+            )
+            loss_sum = loss_sum + loss * idx.shape[0]
+            correct = correct + batch_correct
+        train_loss = float(be.to_host(loss_sum)) / n
+        train_accuracy = int(be.to_host(correct)) / n
+        val_loss, val_accuracy = evaluate(be, eval_step, params, xv, yv) if has_val else (math.nan, math.nan)
+        seconds = time.perf_counter() - started
+        if not math.isfinite(train_loss):
+            raise XpnetError(
+                f"training diverged in epoch {epoch + 1} (loss is {train_loss}): "
+                "lower --lr or use --optimizer adam; no model file was written"
+            )
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "train_accuracy": train_accuracy,
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+            "lr": schedule(epoch + 1 - 1 / steps),
+            "seconds": seconds,
+        }
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        if has_val and early_stopping.should_stop(be, epoch + 1, val_loss, params):
+            break
+    if early_stopping.best_params is not None and early_stopping.best_epoch != len(history):
+        params = be.tree_asarray(early_stopping.best_params)
+    return params, history

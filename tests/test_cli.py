@@ -1,0 +1,147 @@
+"""train.py as a user meets it: bad input is one line and exit 2; real runs learn."""
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import mnist_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_train(*args, env=None, timeout=600):
+    environment = {**os.environ, **(env or {})}
+    environment.pop("XPNET_BACKEND", None)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *map(str, args)],
+        capture_output=True, text=True, cwd=ROOT, env=environment, timeout=timeout,
+    )
+
+
+def _write_idx(folder, name, magic, dims, payload, truncate=None):
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims)
+    data = header + payload
+    (folder / name).write_bytes(gzip.compress(data[:truncate] if truncate else data))
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path):
+    """A valid 4-file IDX folder with a few random digits, for CLI runs that must not download."""
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 300), ("t10k", 50)):
+        _write_idx(tmp_path, f"{prefix}-images-idx3-ubyte.gz", 0x803, (n, 28, 28),
+                   rng.integers(0, 256, n * 784, dtype=np.uint8).tobytes())
+        _write_idx(tmp_path, f"{prefix}-labels-idx1-ubyte.gz", 0x801, (n,),
+                   rng.integers(0, 10, n, dtype=np.uint8).tobytes())
+    return tmp_path
+
+
+def _assert_one_line_error(result, *needles):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle.lower() in lines[0].lower(), lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--hidden", "0"], ["--hidden", "at least 1"]),
+        (["--hidden", "12,x"], ["--hidden"]),
+        (["--lr", "-1"], ["--lr", "positive"]),
+        (["--lr", "nan"], ["--lr"]),
+        (["--epochs", "0"], ["--epochs"]),
+        (["--backend", "nosuch"], ["nosuch", "numpy"]),
+        (["--activation", "swish"], ["swish", "relu"]),
+        (["--activation", "relu,tanh,relu"], ["--activation"]),
+        (["--loss", "ce", "--output", "linear"], ["softmax"]),
+        (["--dropout", "1"], ["dropout"]),
+        (["--optimizer", "sgd", "--nesterov"], ["momentum"]),
+        (["--backend", "numpy", "--grad", "autodiff"], ["autodiff", "jax"]),
+        (["--no-such-flag"], ["--no-such-flag"]),
+    ],
+)
+def test_bad_flags_fail_fast_with_one_line(args, needles, tmp_path):
+    result = run_train(*args, "--data", tmp_path / "never-read")
+    _assert_one_line_error(result, *needles)
+
+
+def test_cupy_without_gpu_says_why_and_what_is_available():
+    from backends import unavailable_reason
+
+    if unavailable_reason("cupy") is None:
+        pytest.skip("a usable GPU is present: the cupy backend is available")
+    result = run_train("--backend", "cupy")
+    _assert_one_line_error(result, "cupy", "available", "numpy")
+
+
+def test_missing_data_path(tmp_path):
+    _assert_one_line_error(run_train("--backend", "numpy", "--data", tmp_path / "nonexistent"), "nonexistent")
+
+
+def test_truncated_idx_file(tiny_mnist):
+    images = tiny_mnist / "train-images-idx3-ubyte.gz"
+    images.write_bytes(gzip.compress(gzip.decompress(images.read_bytes())[:5000]))
+    _assert_one_line_error(run_train("--backend", "numpy", "--data", tiny_mnist), "truncated")
+
+
+def test_val_size_too_large(tiny_mnist):
+    _assert_one_line_error(run_train("--backend", "numpy", "--data", tiny_mnist, "--val-size", "300"), "--val-size")
+
+
+def test_diverging_run_keeps_the_previous_model(tiny_mnist, tmp_path):
+    out = tmp_path / "model.npz"
+    out.write_bytes(b"a good model")
+    result = run_train("--backend", "numpy", "--data", tiny_mnist, "--val-size", "50", "--optimizer", "sgd", "--lr", "1e6",
+                       "--schedule", "constant", "--epochs", "2", "--out", out, "--no-progress")
+    _assert_one_line_error(result, "diverged")
+    assert out.read_bytes() == b"a good model"
+
+
+def test_pickle_model_file_is_refused_on_load(tmp_path):
+    import pickle
+
+    from backends import XpnetError
+    from nn.serialize import load_model
+
+    path = tmp_path / "evil.npz"
+    path.write_bytes(pickle.dumps({"w": 1}))
+    with pytest.raises(XpnetError, match="pickle"):
+        load_model(path)
+
+
+def test_tiny_run_writes_model_and_metrics(tiny_mnist, tmp_path):
+    out, metrics = tmp_path / "m.npz", tmp_path / "m.json"
+    result = run_train("--backend", "numpy", "--data", tiny_mnist, "--val-size", "50", "--epochs", "2",
+                       "--batch-size", "64", "--out", out, "--metrics-json", metrics, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(metrics.read_text())
+    assert figures["backend"] == "numpy" and figures["epochs"] == 2
+    assert len(figures["epoch_seconds"]) == 2 and len(figures["history"]) == 2
+    assert 0.0 <= figures["test_accuracy"] <= 1.0
+    assert "epoch 2/2" in result.stdout and "test accuracy" in result.stdout
+
+    from nn.serialize import load_model
+
+    model, params = load_model(out)
+    assert model.sizes == (784, 128, 64, 10) and params[0]["w"].dtype == np.float32
+
+
+@pytest.mark.mnist
+@pytest.mark.skipif(mnist_dir() is None, reason="real MNIST not found: set MNIST_DATA to the four IDX files")
+def test_default_model_learns_real_mnist_on_numpy(tmp_path):
+    metrics = tmp_path / "m.json"
+    result = run_train("--backend", "numpy", "--data", mnist_dir(), "--epochs", "5", "--out", tmp_path / "m.npz",
+                       "--metrics-json", metrics, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(metrics.read_text())
+    assert figures["epochs"] == 5
+    assert figures["test_accuracy"] >= 0.97, figures["test_accuracy"]

@@ -1,0 +1,163 @@
+"""SGD and Adam: three updates on every backend against the textbook
+recurrences written out here in float64."""
+
+import math
+
+import numpy as np
+import pytest
+
+from backends import XpnetError, get_backend
+from nn import SGD, Adam
+from tests.reference import assert_trees_close, backend_params, tree_f64
+
+LRS = (0.1, 0.05, 0.02)  # a different rate each step: lr is an argument
+
+
+def _tree(seed, scale=1.0):
+    """Two layers with odd shapes; non-zero biases so decaying them would show."""
+    rng = np.random.default_rng(seed)
+    return [
+        {"w": rng.normal(0, scale, (7, 3)).astype(np.float32), "b": rng.normal(0, scale, 3).astype(np.float32)},
+        {"w": rng.normal(0, scale, (3, 5)).astype(np.float32), "b": rng.normal(0, scale, 5).astype(np.float32)},
+    ]
+
+
+PARAMS = _tree(0)
+GRADS = [_tree(10 + i) for i in range(len(LRS))]
+
+
+def ref_sgd(params, grads_seq, lrs, momentum=0.0, nesterov=False, weight_decay=0.0):
+    p = tree_f64(params)
+    v = [{k: np.zeros_like(a) for k, a in layer.items()} for layer in p]
+    for grads, lr in zip(tree_f64_seq(grads_seq), lrs):
+        for pl, vl, gl in zip(p, v, grads):
+            for k in pl:
+                g = gl[k]
+                if momentum:
+                    vl[k] = momentum * vl[k] + g
+                    d = g + momentum * vl[k] if nesterov else vl[k]
+                else:
+                    d = g
+                decay = weight_decay * pl[k] if k == "w" else 0.0
+                pl[k] = pl[k] - lr * (d + decay)
+    return p
+
+
+def ref_adam(params, grads_seq, lrs, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+    p = tree_f64(params)
+    m = [{k: np.zeros_like(a) for k, a in layer.items()} for layer in p]
+    v = [{k: np.zeros_like(a) for k, a in layer.items()} for layer in p]
+    for t, (grads, lr) in enumerate(zip(tree_f64_seq(grads_seq), lrs), start=1):
+        for pl, ml, vl, gl in zip(p, m, v, grads):
+            for k in pl:
+                g = gl[k]
+                ml[k] = beta1 * ml[k] + (1 - beta1) * g
+                vl[k] = beta2 * vl[k] + (1 - beta2) * g * g
+                m_hat = ml[k] / (1 - beta1**t)
+                v_hat = vl[k] / (1 - beta2**t)
+                decay = weight_decay * pl[k] if k == "w" else 0.0
+                pl[k] = pl[k] - lr * (m_hat / (np.sqrt(v_hat) + eps) + decay)
+    return p
+
+
+def tree_f64_seq(seq):
+    return [tree_f64(t) for t in seq]
+
+
+def _run(be, opt, params=PARAMS, grads_seq=GRADS, lrs=LRS):
+    params = be.tree_asarray(params)
+    state = opt.init(params)
+    update = be.compile(opt.update)
+    for grads, lr in zip(grads_seq, lrs):
+        params, state = update(params, be.tree_asarray(grads), state, lr)
+    return be.tree_to_host(params), state
+
+
+CASES = {
+    "sgd": (SGD(), dict()),
+    "momentum": (SGD(momentum=0.9), dict(momentum=0.9)),
+    "nesterov": (SGD(momentum=0.9, nesterov=True), dict(momentum=0.9, nesterov=True)),
+    "sgd-wd": (SGD(weight_decay=0.1), dict(weight_decay=0.1)),
+    "nesterov-wd": (SGD(momentum=0.8, nesterov=True, weight_decay=0.3),
+                    dict(momentum=0.8, nesterov=True, weight_decay=0.3)),
+    "adam": (Adam(), dict()),
+    "adam-wd": (Adam(beta1=0.8, beta2=0.99, weight_decay=0.2), dict(beta1=0.8, beta2=0.99, weight_decay=0.2)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_three_steps_match_the_recurrence(be, case):
+    opt, kwargs = CASES[case]
+    reference = ref_adam if isinstance(opt, Adam) else ref_sgd
+    expected = reference(PARAMS, GRADS, LRS, **kwargs)
+    got, _ = _run(be, opt)
+    assert got[0]["w"].dtype == np.float32
+    assert_trees_close(got, expected, rtol=1e-5, atol=1e-6)
+    # and the steps are not negligible: the parameters really moved
+    assert np.abs(got[0]["w"] - PARAMS[0]["w"]).max() > 0.01
+
+
+@pytest.mark.parametrize("opt", [SGD(weight_decay=0.1), SGD(momentum=0.9, weight_decay=0.1),
+                                 Adam(weight_decay=0.1)], ids=["sgd", "momentum", "adam"])
+def test_weight_decay_shrinks_weights_and_never_biases(opt):
+    # (on NumPy only: the recurrence tests above check the same on every backend)
+    zeros = [[{k: np.zeros_like(a) for k, a in layer.items()} for layer in PARAMS]] * len(LRS)
+    got, _ = _run(get_backend("numpy"), opt, grads_seq=zeros)
+    shrink = math.prod(1 - lr * 0.1 for lr in LRS)
+    for before, after in zip(PARAMS, got):
+        np.testing.assert_array_equal(after["b"], before["b"])
+        np.testing.assert_allclose(after["w"], before["w"] * shrink, rtol=1e-6)
+
+
+def test_adam_first_step_moves_each_weight_by_lr(be):
+    rng = np.random.default_rng(3)
+    # gradients from 1e-3 to 10 in size, both signs: bias correction makes
+    # the first step m_hat / sqrt(v_hat) = g / |g|, whatever the scale.
+    grads = [{k: (rng.choice([-1, 1], a.shape) * 10.0 ** rng.uniform(-3, 1, a.shape)).astype(np.float32)
+              for k, a in layer.items()} for layer in PARAMS]
+    lr = 0.1
+    got, state = _run(be, Adam(), grads_seq=[grads], lrs=[lr])
+    assert float(be.to_host(state["t"])) == 1
+    for before, after, g in zip(PARAMS, got, grads):
+        for k in before:
+            np.testing.assert_allclose(after[k] - before[k], -lr * np.sign(g[k]), rtol=1e-4)
+
+
+# JAX arrays cannot be changed in place; the eager backends could be.
+@pytest.mark.parametrize("be", backend_params("numpy", "cupy-on-numpy", "cupy"), indirect=True)
+def test_update_is_functional(be):
+    """Nothing is updated in place: the caller's params and state survive."""
+    for opt in (SGD(momentum=0.9), Adam()):
+        params = be.tree_asarray(PARAMS)
+        state = opt.init(params)
+        before = be.tree_to_host(params)
+        new, new_state = opt.update(params, be.tree_asarray(GRADS[0]), state, 0.1)
+        assert_trees_close(be.tree_to_host(params), before, rtol=0, atol=0)
+        key = "velocity" if "velocity" in state else "m"
+        assert np.all(be.tree_to_host(state[key])[0]["w"] == 0)
+        assert np.any(be.tree_to_host(new_state[key])[0]["w"] != 0)
+
+
+def test_plain_sgd_keeps_no_state():
+    assert SGD().init(PARAMS) == {}
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SGD(momentum=1.5),
+        lambda: SGD(momentum=1.0),
+        lambda: SGD(momentum=-0.1),
+        lambda: SGD(nesterov=True),
+        lambda: SGD(weight_decay=-1e-4),
+        lambda: Adam(weight_decay=-1.0),
+        lambda: Adam(beta1=1.0),
+        lambda: Adam(beta2=-0.5),
+        lambda: Adam(eps=0.0),
+    ],
+    ids=["momentum>1", "momentum=1", "momentum<0", "nesterov-without-momentum", "sgd-negative-wd",
+         "adam-negative-wd", "beta1=1", "beta2<0", "eps=0"],
+)
+def test_invalid_hyperparameters_raise(make):
+    with pytest.raises(XpnetError):
+        make()
