@@ -249,13 +249,18 @@ def main(argv=None):
             "epoch_seconds": [record["seconds"] for record in history],
             "train_seconds": train_seconds,
             "best_epoch": stopping.best_epoch if stopping.best_params is not None else len(history),
-            "history": history,
+            # No validation split leaves its figures NaN, which JSON cannot hold: null.
+            "history": [{k: _json_number(v) for k, v in record.items()} for record in history],
             "model": model.config(),
             "args": {k: v for k, v in vars(args).items()},
         }
         text = json.dumps(metrics, indent=2, allow_nan=False, default=_json_default)
         atomic_write_bytes(args.metrics_json, (text + "\n").encode())
     return 0
+
+
+def _json_number(value):
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _json_default(value):

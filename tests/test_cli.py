@@ -135,6 +135,16 @@ def test_tiny_run_writes_model_and_metrics(tiny_mnist, tmp_path):
     assert model.sizes == (784, 128, 64, 10) and params[0]["w"].dtype == np.float32
 
 
+def test_run_without_validation_writes_null_validation_figures(tiny_mnist, tmp_path):
+    metrics = tmp_path / "m.json"
+    result = run_train("--backend", "numpy", "--data", tiny_mnist, "--val-size", "0", "--epochs", "1",
+                       "--out", tmp_path / "m.npz", "--metrics-json", metrics, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(metrics.read_text())["history"][0]
+    assert record["val_loss"] is None and record["val_accuracy"] is None
+    assert record["train_loss"] > 0
+
+
 @pytest.mark.mnist
 @pytest.mark.skipif(mnist_dir() is None, reason="real MNIST not found: set MNIST_DATA to the four IDX files")
 def test_default_model_learns_real_mnist_on_numpy(tmp_path):
