@@ -137,11 +137,13 @@ def run(app, screen, *, fps=60, script=None):
                 break
             for event in batch:
                 pygame.event.post(event)
-        for event in pygame.event.get():
+        events = pygame.event.get()
+        for event in events:
             app.handle(event)
-        app.update()
-        app.draw(screen)
-        pygame.display.flip()
+        changed = app.update()
+        if changed or events or frames == 0:  # an idle window costs (almost) nothing
+            app.draw(screen)
+            pygame.display.flip()
         clock.tick(fps)
         frames += 1
     return frames

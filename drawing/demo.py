@@ -44,7 +44,7 @@ def resample(path, spacing=SPACING):
 def stroke_events(path, layout=LAYOUT, button=1, per_frame=1):
     """Per-frame event lists for one stroke along ``path``: press, moves, release."""
     x, y, side, _ = layout.canvas
-    pixels = [(x + int(round(u * side)), y + int(round(v * side))) for u, v in resample(path)]
+    pixels = [(x + round(u * side), y + round(v * side)) for u, v in resample(path)]
     frames = [[pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=pixels[0], button=button)]]
     previous = pixels[0]
     for start in range(1, len(pixels), per_frame):

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -12,20 +13,20 @@ import pytest
 
 os.environ["SDL_VIDEODRIVER"] = "dummy"  # before pygame opens anything: no window, no display needed
 
-import pygame  # noqa: E402
+import pygame
 
-import nn  # noqa: E402
-from backends import XpnetError, get_backend, unavailable_reason  # noqa: E402
-from drawing import render  # noqa: E402
-from drawing.app import App, open_window, run  # noqa: E402
-from drawing.brush import SOFTNESS, segment_coverage  # noqa: E402
-from drawing.demo import digit_events, key_events  # noqa: E402
-from drawing.predictor import Predictor, load_predictor  # noqa: E402
-from drawing.render import LAYOUT, Resources, View, draw_window  # noqa: E402
-from drawing.state import QUIT, DrawingState, Mode, Save  # noqa: E402
-from nn.preprocess import SIDE, to_mnist  # noqa: E402
-from nn.samples import load_samples  # noqa: E402
-from nn.serialize import load_model, save_model  # noqa: E402
+import nn
+from backends import XpnetError, get_backend, unavailable_reason
+from drawing import render
+from drawing.app import App, open_window, run
+from drawing.brush import SOFTNESS, segment_coverage
+from drawing.demo import digit_events, key_events
+from drawing.predictor import Predictor, load_predictor
+from drawing.render import LAYOUT, Resources, View, draw_window
+from drawing.state import QUIT, DrawingState, Mode, Save
+from nn.preprocess import SIDE, to_mnist
+from nn.samples import load_samples
+from nn.serialize import load_model, save_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,8 +132,8 @@ def test_a_stroke_of_a_one_moves_the_bars_then_c_empties_them_and_q_quits(screen
     assert all(mode is Mode.DRAWING for mode, _, _ in during)
     seen = [(p, bars) for _, p, bars in during if p is not None]
     assert len(seen) >= len(during) - 3  # a prediction on (nearly) every frame of the stroke
-    changed = sum(not np.allclose(a[0], b[0]) for a, b in zip(seen, seen[1:]))
-    redrawn = sum(not np.array_equal(a[1], b[1]) for a, b in zip(seen, seen[1:]))
+    changed = sum(not np.allclose(a[0], b[0]) for a, b in pairwise(seen))
+    redrawn = sum(not np.array_equal(a[1], b[1]) for a, b in pairwise(seen))
     assert changed >= len(seen) - 2 and redrawn >= len(seen) // 2
 
     _, cleared, bars = after[len(stroke)]  # after C
