@@ -42,10 +42,13 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.fps < 1:
+        parser.error(f"--fps {args.fps} must be a whole number >= 1")
     import io
 
-    from drawing.app import App, open_window, run  # first: drawing quiets pygame's import greeting
+    from drawing.app import App, open_window, run  # first: sets pygame and BLAS defaults
     from drawing.demo import digit_events
     from drawing.predictor import load_predictor
 

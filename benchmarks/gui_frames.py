@@ -57,7 +57,7 @@ def quantiles(values):
 
 def main(argv=None):
     args = parse_args(argv)
-    from drawing.app import App, open_window
+    from drawing.app import App, open_window  # first: sets pygame and BLAS defaults, as in gui.py
     from drawing.predictor import Predictor, load_predictor
 
     import pygame

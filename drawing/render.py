@@ -182,7 +182,8 @@ def draw_bars(surface, probabilities, res, layout=LAYOUT):
 
 def model_help_lines(error, path):
     """What the window says instead of the bars when there is no usable model."""
-    command = "uv run train.py" if str(path) == "model.npz" else f"uv run train.py --out {path}"
+    local = str(path) != "model.npz" and "://" not in str(path)  # a URL is not a place train.py writes to
+    command = f"uv run train.py --out {path}" if local else "uv run train.py"
     return [
         (error, DIM),
         ("", DIM),

@@ -5,7 +5,7 @@ No pygame here: the event loop turns mouse and key events into calls such as
 values. Keys return a command for the loop (quit, save) instead of doing I/O.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
@@ -53,7 +53,6 @@ class DrawingState:
     last: tuple = None
     version: int = 0
     status: str = ""
-    _tool: str = field(default=None, repr=False)
 
     @classmethod
     def blank(cls, side):

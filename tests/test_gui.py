@@ -295,6 +295,7 @@ def test_screenshot_mode_draws_a_digit_and_saves_the_window(model_file, tmp_path
     (["--backend", "nope"], "unknown backend"),
     (["--screenshot", "no/such/folder/x.png"], "does not exist"),
     (["--fps", "fast"], "--fps"),
+    (["--fps", "0"], "--fps 0"),
 ])
 def test_bad_flags_are_one_line_and_exit_2(tmp_path, model_file, args, words):
     result = run_gui("--model", model_file, *args)

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from test_cli import _assert_one_line_error, run_train, tiny_mnist  # noqa: F401  (tiny_mnist is a fixture)
 
 from backends import XpnetError
 from nn.samples import load_samples, save_sample
-from test_cli import _assert_one_line_error, run_train, tiny_mnist  # noqa: F401  (tiny_mnist is a fixture)
 
 
 def _digit(seed):
