@@ -90,6 +90,8 @@ def build_parser():
                      help="how gradients are obtained: the hand-written backward, or jax.grad (JAX only; JAX's default)")
     run.add_argument("--data", default=None, metavar="PATH",
                      help="folder with the four MNIST IDX files (gzipped or not) or an mnist.npz; default: $MNIST_DATA, else download and cache")
+    run.add_argument("--extra-data", default=None, metavar="FOLDER",
+                     help="also train on your own digits saved by gui.py (S then the digit key); never used for validation or test")
     run.add_argument("--seed", type=int, default=0, help="seeds init, shuffling and dropout: same seed, same run")
 
     arch = p.add_argument_group("model")
@@ -205,17 +207,25 @@ def _epoch_line(record, epochs):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    import numpy as np
+
     import nn
     from nn.data import load_mnist
     from nn.files import atomic_write_bytes
+    from nn.samples import load_samples
     from nn.serialize import save_model
 
     be, grad, model, optimizer, schedule, stopping = build_run(args)
+    extra = load_samples(args.extra_data) if args.extra_data else None  # a bad folder fails before MNIST loads
     print(_describe(model, args, be, grad), flush=True)
     data = load_mnist(args.data)
     x_train, y_train, x_val, y_val = nn.split_validation(data.x_train, data.y_train, args.val_size)
+    mixed = ""
+    if extra is not None:
+        x_train, y_train = np.concatenate([x_train, extra[0]]), np.concatenate([y_train, extra[1]])
+        mixed = f" (incl. {len(extra[1]):,} of yours from {args.extra_data})"
     print(
-        f"data: {len(x_train):,} train / {len(x_val):,} validation / {len(data.x_test):,} test images",
+        f"data: {len(x_train):,} train{mixed} / {len(x_val):,} validation / {len(data.x_test):,} test images",
         flush=True,
     )
 

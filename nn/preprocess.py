@@ -1,0 +1,102 @@
+"""MNIST's own preprocessing, applied to a drawing: pure NumPy functions.
+
+LeCun, Cortes and Burges built MNIST by fitting each black-and-white NIST
+digit into a 20x20 box, keeping its aspect ratio, with anti-aliased grey
+levels, then placing it in a 28x28 field with its centre of mass at the
+centre. A large drawing goes through the same steps to become the input the
+network was trained on:
+
+    ink_bbox         the box around the ink: pixels >= 0.5, the stroke's edge
+    fit_box          area-averaged reduction until the longer side is 20 px
+    centre_by_mass   a whole-pixel shift putting the centre of mass on (14, 14)
+
+Measured on the 60,000 training digits (pixel centres at integer indices):
+the box around the non-zero pixels has a longer side of 20 px in all but 13
+of them, and the centre of mass sits at (14.00, 14.01) with a standard
+deviation of 0.29 px on each axis: exactly the spread of a uniform +-0.5 px
+rounding error. So MNIST was shifted by whole pixels onto index (14, 14),
+and so is a drawing here. On a large canvas the stroke's edge is its 0.5
+contour; reduced to 20 px, the partly covered pixels along that edge become
+the faint grey ones at the border of MNIST's box.
+"""
+
+import numpy as np
+
+SIDE = 28  # the network's input is SIDE x SIDE
+BOX = 20  # the longer side of the digit after reduction
+CENTRE = 14.0  # where the centre of mass lands, in pixel indices
+INK = 0.5  # a pixel at least this dark is inside the stroke
+
+
+def ink_bbox(canvas, threshold=INK):
+    """(top, bottom, left, right), bottom/right exclusive, of pixels >= threshold; None when there are none."""
+    ink = canvas >= threshold
+    rows = np.flatnonzero(ink.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(ink.any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def area_weights(n_src, scale):
+    """Resampling matrix of shape (ceil(n_src * scale), n_src) that averages areas.
+
+    Output pixel j covers source interval [j / scale, (j + 1) / scale); its
+    weight on source pixel i is ``scale * |[i, i + 1) & that interval|``. Each
+    output pixel is the mean of the ink it covers (times the covered fraction
+    at the far edge), which is the anti-aliasing of a reduced binary image.
+    """
+    n_out = max(1, int(np.ceil(n_src * scale - 1e-6)))
+    low = np.arange(n_out)[:, None] / scale
+    high = low + 1.0 / scale
+    src = np.arange(n_src)[None, :]
+    overlap = np.clip(np.minimum(high, src + 1) - np.maximum(low, src), 0.0, None)
+    return (overlap * scale).astype(np.float32)
+
+
+def fit_box(image, box=BOX):
+    """``image`` reduced (or enlarged) so its longer side is ``box`` px; aspect ratio kept."""
+    height, width = image.shape
+    scale = box / max(height, width)
+    fitted = area_weights(height, scale) @ image.astype(np.float32) @ area_weights(width, scale).T
+    return np.clip(fitted, 0.0, 1.0)
+
+
+def centre_of_mass(image):
+    """(row, column) of the grey-level centre of mass, in pixel indices; None for an empty image."""
+    mass = float(image.sum())
+    if mass <= 0:
+        return None
+    rows = image.sum(axis=1) @ np.arange(image.shape[0]) / mass
+    cols = image.sum(axis=0) @ np.arange(image.shape[1]) / mass
+    return float(rows), float(cols)
+
+
+def centre_by_mass(image, side=SIDE, centre=CENTRE):
+    """``image`` pasted into a ``side`` x ``side`` field, shifted by whole pixels so its
+    centre of mass is within half a pixel of (centre, centre). Ink shifted off the
+    field is dropped, as a lopsided digit in MNIST would lose it."""
+    field = np.zeros((side, side), np.float32)
+    com = centre_of_mass(image)
+    if com is None:
+        return field
+    top, left = (int(np.floor(centre - c + 0.5)) for c in com)
+    height, width = image.shape
+    y0, y1 = max(top, 0), min(top + height, side)
+    x0, x1 = max(left, 0), min(left + width, side)
+    if y0 < y1 and x0 < x1:
+        field[y0:y1, x0:x1] = image[y0 - top : y1 - top, x0 - left : x1 - left]
+    return field
+
+
+def to_mnist(canvas, bbox=None):
+    """A drawing (2-D, ink in [0, 1], any size) as a float32 28x28 MNIST-style digit.
+
+    ``bbox`` is ``ink_bbox(canvas)`` when the caller already has it. A canvas
+    without ink gives an all-zero image.
+    """
+    bbox = ink_bbox(canvas) if bbox is None else bbox
+    if bbox is None:
+        return np.zeros((SIDE, SIDE), np.float32)
+    top, bottom, left, right = bbox
+    return centre_by_mass(fit_box(canvas[top:bottom, left:right]))
