@@ -3,7 +3,9 @@
 Each kernel is compared with a float64 NumPy reference at odd sizes (not
 multiples of the block or tile), with empty and single-row batches, several
 block sizes, four thread orders and shared memory poisoned three ways. The
-launches are the real ones of backends.cupy_kernels.Kernels.
+launches are the real ones of backends.cupy_kernels.Kernels. The same tests
+run once more on a GPU when there is one (the ``gpu`` parameter: arrays are
+mirrored to the device around each launch).
 """
 
 import numpy as np
@@ -19,10 +21,50 @@ SHAPES = ((0, 7), (1, 1), (1, 33), (37, 19), (70, 65))
 RTOL = 1e-5
 
 
-@pytest.fixture(params=SETTINGS, ids=["-".join(s) for s in SETTINGS])
-def kernels(request):
-    order, poison = request.param
+def _emulated(setting):
+    order, poison = setting
     return Kernels(EmulatedModule(cached_library(), thread_order=order, poison=poison, seed=7))
+
+
+@pytest.fixture(params=[*(pytest.param(s, id="-".join(s)) for s in SETTINGS), pytest.param("gpu", marks=pytest.mark.gpu)])
+def kernels(request):
+    """The kernels on the CPU harness in each setting, and on a real GPU."""
+    if request.param != "gpu":
+        return _emulated(request.param)
+    from backends import unavailable_reason
+
+    reason = unavailable_reason("cupy")
+    if reason is not None:
+        pytest.skip(f"no GPU to run the kernels on: {reason}")
+    import cupy
+
+    from backends.cupy_backend import _raw_module
+
+    return Kernels(HostMirrorModule(cupy, _raw_module(cupy)))
+
+
+class HostMirrorModule:
+    """A RawModule whose kernels take NumPy arrays: copied to the device for the
+    launch (one device array per host array, so aliasing is kept) and back."""
+
+    def __init__(self, cupy, module):
+        self.cupy, self.module = cupy, module
+
+    def get_function(self, name):
+        kernel, cupy = self.module.get_function(name), self.cupy
+
+        def launch(grid, block, args, shared_mem=0):
+            device = {}
+            for a in args:
+                if isinstance(a, np.ndarray) and id(a) not in device:
+                    device[id(a)] = (a, cupy.asarray(a))
+            kernel(grid, block, tuple(device[id(a)][1] if id(a) in device else a for a in args), shared_mem=shared_mem)
+            cupy.cuda.Device().synchronize()
+            for host, on_device in device.values():
+                if host.flags.writeable:
+                    host[...] = on_device.get()
+
+        return launch
 
 
 def close(actual, expected, scale=None, rtol=RTOL):
@@ -308,161 +350,3 @@ def test_begin_step_and_gather_pad_a_partial_batch(kernels):
     np.testing.assert_array_equal(x[:2], x_all[idx])
     np.testing.assert_array_equal(y[:2], y_all[idx])
     assert not x[2:].any() and not y[2:].any()
-
-
-# -- the harness catches broken kernels --------------------------------------------------------
-def test_every_shared_array_is_the_checked_dynamic_buffer():
-    """Static __shared__ arrays would be per-thread in the harness: allow only `smem`."""
-    from backends.cupy_kernels import HEADER, KERNEL_DIR, KERNEL_FILES
-
-    for name in (HEADER, *KERNEL_FILES):
-        for line in (KERNEL_DIR / name).read_text().splitlines():
-            code = line.split("//")[0]
-            if "__shared__" in code:
-                assert code.strip() == "extern __shared__ float smem[];", f"{name}: {line.strip()}"
-
-
-def column_sum_case(rows=40, cols=45):
-    rng = np.random.default_rng(13)
-    z, da = randn(rng, rows, cols), randn(rng, rows, cols)
-    return z, z.copy(), da, np.float64(da).sum(axis=0)
-
-
-def test_broken_missing_syncthreads_shows_up_under_some_thread_order():
-    from backends.cupy_kernels import read_source
-
-    source = read_source("activations.cu")
-    assert source.count("__syncthreads();") == 1
-    broken = cached_library(sources={"activations.cu": source.replace("__syncthreads();", "")})
-    z, y, da, expected = column_sum_case()
-    wrong = set()
-    for order, poison in SETTINGS:
-        kernels = Kernels(EmulatedModule(broken, thread_order=order, poison=poison))
-        dz, db = np.empty_like(z), np.empty(z.shape[1], np.float32)
-        kernels.act_backward(dz, db, da, z, y, step_scalars(), "linear")()
-        if not np.allclose(db, expected, rtol=RTOL, atol=1e-5):
-            wrong.add(order)
-    # Thread row 0 adds the partial sums: run first, it reads poison; run last, it
-    # happens to see them all. Only a changed order exposes the missing barrier.
-    assert "forward" in wrong and "reverse" not in wrong
-
-
-def test_broken_argument_types_are_refused(kernels):
-    z = np.zeros((3, 4), np.float32)
-    y, b, scalars = np.empty_like(z), np.zeros(4, np.float32), step_scalars()
-    launch = kernels.bias_act_forward(z, y, y, b, scalars, "relu")
-    kernel, good = launch.kernel, launch.args
-    launch()
-    cases = {
-        5: 3,  # rows as a Python int: 64 bits where the kernel reads 32
-        10: 0.5,  # keep_prob as a Python float (a double)
-        0: z.astype(np.float64),
-        3: np.zeros(4, np.int32),
-        1: y[:, ::2],  # strided
-        4: np.zeros(4, np.int32),  # const unsigned* given int32
-    }
-    for position, bad in cases.items():
-        args = list(good)
-        args[position] = bad
-        with pytest.raises(TypeError, match=f"argument {position}"):
-            kernel(launch.grid, launch.block, tuple(args), shared_mem=0)
-    read_only = y.copy()
-    read_only.flags.writeable = False
-    with pytest.raises(TypeError, match="read-only"):
-        kernel(launch.grid, launch.block, (z, read_only, *good[2:]))
-    with pytest.raises(TypeError, match="takes 12 arguments"):
-        kernel(launch.grid, launch.block, good[:-1])
-    with pytest.raises(TypeError, match="float32"):  # the launch helper's own check, before any kernel
-        kernels.bias_act_forward(z.astype(np.float64), y, y, b, scalars, "relu")
-
-
-def test_broken_too_little_shared_memory_is_caught(kernels):
-    from cuda_on_cpu import KernelLaunchError
-
-    z, y, da, _ = column_sum_case()
-    dz, db = np.empty_like(z), np.empty(z.shape[1], np.float32)
-    launch = kernels.act_backward(dz, db, da, z, y, step_scalars(), "linear")
-    launch.shared_mem -= 4
-    with pytest.raises(KernelLaunchError, match="past the 1020 bytes"):
-        launch()
-    c, a = np.empty((20, 20), np.float32), np.ones((20, 20), np.float32)
-    launch = kernels.sgemm("nn", c, a, a)
-    launch.shared_mem //= 2
-    with pytest.raises(KernelLaunchError, match="dynamic shared memory"):
-        launch()
-
-
-def test_broken_launch_configurations_are_refused(kernels):
-    from cuda_on_cpu import KernelLaunchError
-
-    rows, classes = 6, 10
-    logits, labels = np.zeros((rows, classes), np.float32), np.zeros(rows, np.int32)
-    with pytest.raises(KernelLaunchError, match="warp shuffle"):  # a partial warp, full mask
-        run_loss(kernels, "ce", logits, labels, rows, block=48)
-    launch = kernels.keep_mask(np.empty(10, np.float32), 1, 0.5)
-    for grid, block, shared, message in (((0,), (32,), 0, "is 0"), ((1,), (2048,), 0, "1024 threads"),
-                                         ((1,), (32,), 64 * 1024, "49152")):
-        with pytest.raises(KernelLaunchError, match=message):
-            launch.kernel(grid, block, launch.args, shared_mem=shared)
-
-
-# -- AddressSanitizer: every kernel test once more, out-of-bounds accesses fatal -----------------
-def test_library_is_instrumented_exactly_when_asked():
-    from cuda_on_cpu import asan_requested
-
-    assert EmulatedModule(cached_library()).library.cuda_on_cpu_asan() == int(asan_requested())
-
-
-def _asan_environment():
-    import os
-    import subprocess
-
-    from cuda_on_cpu import asan_requested, compiler
-
-    if asan_requested():
-        pytest.skip("already running under AddressSanitizer")
-    if compiler() is None:
-        pytest.skip("no C++ compiler (g++)")
-    runtime = subprocess.run([compiler(), "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
-    if not os.path.isabs(runtime):
-        pytest.skip("g++ has no AddressSanitizer runtime (libasan.so)")
-    return {**os.environ, "LD_PRELOAD": runtime, "ASAN_OPTIONS": "detect_leaks=0", "XPNET_CUDA_ON_CPU_ASAN": "1"}
-
-
-def test_kernels_under_address_sanitizer():
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    env = _asan_environment()
-    here = Path(__file__).resolve()
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(here), "-k", "not broken and not sanitizer"],
-        capture_output=True, text=True, env=env, cwd=here.parent.parent, timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert " passed" in result.stdout and "AddressSanitizer" not in result.stderr
-
-
-def test_broken_out_of_bounds_write_is_fatal_under_address_sanitizer():
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from backends.cupy_kernels import read_source
-
-    env = _asan_environment()
-    source = read_source("activations.cu")
-    assert source.count("i < size; i += gridDim.x") == 1
-    broken = {"activations.cu": source.replace("i < size; i += gridDim.x", "i <= size; i += gridDim.x")}
-    script = (
-        "import numpy as np\n"
-        "from cuda_on_cpu import EmulatedModule, build_library\n"
-        "from backends.cupy_kernels import Kernels\n"
-        f"library = build_library(sources={broken!r})\n"
-        "Kernels(EmulatedModule(library)).keep_mask(np.empty(4099, np.float32), 1, 0.5)()\n"
-    )
-    root = Path(__file__).resolve().parent.parent
-    env["PYTHONPATH"] = f"{root}:{root / 'tests'}"
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=root, timeout=300)
-    assert result.returncode != 0 and "heap-buffer-overflow" in result.stderr, result.stderr[-3000:]

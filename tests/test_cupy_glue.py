@@ -54,13 +54,10 @@ def train(be, config, epochs=2, n=50, batch_size=16, seed=3):
     return be.tree_to_host(params), history, steps[0]
 
 
-@pytest.mark.parametrize("config", CONFIGS)
-def test_kernel_training_equals_the_numpy_backend(config):
+def assert_same_training(be, config):
     expected, expected_history, _ = train(get_backend("numpy"), config)
-    be = emulated_backend()
     params, history, step = train(be, config)
     assert type(step).__name__ == "FusedTrainStep" and step.graph is not None
-    assert be.xp.cuda.graphs_launched == 7 and be.xp.cuda.violations == []  # 8 steps: 1 warm-up, 7 replays
     for got, want in zip(params, expected):
         for k in ("w", "b"):
             np.testing.assert_allclose(got[k], want[k], rtol=2e-4, atol=2e-5, err_msg=k)
@@ -68,6 +65,13 @@ def test_kernel_training_equals_the_numpy_backend(config):
         for key in ("train_loss", "val_loss"):
             assert got[key] == pytest.approx(want[key], rel=1e-4), key
         assert got["train_accuracy"] == want["train_accuracy"] and got["val_accuracy"] == want["val_accuracy"]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_kernel_training_equals_the_numpy_backend(config):
+    be = emulated_backend()
+    assert_same_training(be, config)
+    assert be.xp.cuda.graphs_launched == 7 and be.xp.cuda.violations == []  # 8 steps: 1 warm-up, 7 replays
 
 
 def test_graph_replay_equals_plain_launches_bit_for_bit():
@@ -164,3 +168,42 @@ def test_every_cupy_name_the_backend_uses_exists():
         if obj is None:
             missing.append(name)
     assert not missing, f"not in CuPy {cupy.__version__}: {missing}"
+
+
+# -- on a real GPU ---------------------------------------------------------------------------------
+@pytest.fixture
+def gpu():
+    from backends import unavailable_reason
+
+    reason = unavailable_reason("cupy")
+    if reason is not None:
+        pytest.skip(f"needs a GPU: {reason}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("config", CONFIGS)
+def test_gpu_training_equals_the_numpy_backend(gpu, config):
+    assert_same_training(CupyBackend(), config)
+
+
+@pytest.mark.gpu
+def test_gpu_graph_replay_equals_plain_launches_and_a_seed_repeats(gpu):
+    config = "linear,relu-ce-adamw-l1-dropout"
+    graph, _, step = train(CupyBackend(cuda_graph=True), config)
+    plain, _, plain_step = train(CupyBackend(cuda_graph=False), config)
+    again, _, _ = train(CupyBackend(cuda_graph=True), config)
+    assert step.graph is not None and plain_step.graph is None
+    for a, b, c in zip(graph, plain, again):
+        for k in ("w", "b"):
+            np.testing.assert_array_equal(a[k], b[k])
+            np.testing.assert_array_equal(a[k], c[k])
+
+
+@pytest.mark.gpu
+@pytest.mark.mnist
+def test_gpu_short_real_training_run(gpu, mnist):
+    be, model, optimizer = CupyBackend(), nn.MLP(), nn.Adam()
+    params, history = nn.fit(be, model, optimizer, nn.Schedule("cosine", 3e-3, 1), mnist.x_train, mnist.y_train,
+                             epochs=1, batch_size=128, seed=0)
+    _, accuracy = nn.evaluate(be, be.make_eval_step(model), params, be.asarray(mnist.x_test), be.asarray(mnist.y_test))
+    assert accuracy >= 0.95, accuracy

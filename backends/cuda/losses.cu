@@ -36,7 +36,7 @@ extern "C" __global__ void softmax_ce_f32(
             if (lane == 0) { row_loss[r] = 0.0f; row_correct[r] = 0; }
             continue;
         }
-        float best = -INFINITY;
+        float best = -XPNET_INFINITY;
         int best_index = classes;
         for (int k = lane; k < classes; k += 32)
             if (z[k] > best) { best = z[k]; best_index = k; }
@@ -77,7 +77,7 @@ extern "C" __global__ void mse_f32(
             if (lane == 0) { row_loss[r] = 0.0f; row_correct[r] = 0; }
             continue;
         }
-        float best = -INFINITY;
+        float best = -XPNET_INFINITY;
         int best_index = classes;
         for (int k = lane; k < classes; k += 32)
             if (z[k] > best) { best = z[k]; best_index = k; }

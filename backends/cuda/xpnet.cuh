@@ -12,6 +12,8 @@
 #define XPNET_CUH
 
 #define XPNET_FULL_MASK 0xffffffffu
+// NVRTC has no <cmath> and so no INFINITY: build +inf from its bits.
+#define XPNET_INFINITY __int_as_float(0x7f800000)
 
 // Activation codes: backends/cupy_kernels.py ACTIVATION_CODES uses the same numbers.
 #define XPNET_LINEAR 0

@@ -60,6 +60,12 @@ T shuffle_as(ShuffleKind kind, unsigned mask, T value, int lane_arg, int width) 
 
 #define __syncthreads() cuda_on_cpu::sync_block()
 
+inline float __int_as_float(int bits) {
+    float value;
+    std::memcpy(&value, &bits, 4);
+    return value;
+}
+
 template <typename T>
 inline T __shfl_down_sync(unsigned mask, T value, unsigned delta, int width = 32) {
     return cuda_on_cpu::shuffle_as(cuda_on_cpu::SHUFFLE_DOWN, mask, value, (int)delta, width);
