@@ -207,3 +207,26 @@ def test_gpu_short_real_training_run(gpu, mnist):
                              epochs=1, batch_size=128, seed=0)
     _, accuracy = nn.evaluate(be, be.make_eval_step(model), params, be.asarray(mnist.x_test), be.asarray(mnist.y_test))
     assert accuracy >= 0.95, accuracy
+
+
+# -- front doors ------------------------------------------------------------------------------------
+def test_cuda_graph_flag_outside_cupy_is_one_line(tmp_path):
+    from test_cli import _assert_one_line_error, run_train
+
+    result = run_train("--backend", "numpy", "--cuda-graph", "--data", tmp_path / "never-read")
+    _assert_one_line_error(result, "--cuda-graph", "cupy")
+
+
+def test_python_m_backends_says_what_it_finds():
+    import subprocess
+    import sys
+
+    from backends import unavailable_reason
+
+    result = subprocess.run([sys.executable, "-m", "backends"], capture_output=True, text=True, cwd=ROOT, check=True)
+    lines = result.stdout.splitlines()
+    for name in ("numpy", "jax", "cupy"):
+        reason = unavailable_reason(name)
+        line = next(line for line in lines if line.split()[:1] == [name])
+        assert ("available" if reason is None else reason) in line
+    assert "CUDA:" in result.stdout
