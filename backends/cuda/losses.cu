@@ -18,22 +18,26 @@ __device__ __forceinline__ int warp_argmax(float best, int best_index) {
     return best_index;
 }
 
-// Loss and dlogits of a stable softmax cross-entropy, batch mean:
-//   loss_n = log sum_k exp(z_nk - max_n) - (z_n,y_n - max_n)
-//   dz_nk  = (softmax(z_n)_k - [k == y_n]) / count
-// blockDim.x is a multiple of 32; each warp walks rows with a grid stride.
-extern "C" __global__ void softmax_ce_f32(
-    float* dlogits, float* row_loss, int* row_correct, const float* logits, const int* labels,
-    const unsigned* step_u32, int rows, int classes) {
+// The loop both losses share: each warp takes rows with a grid stride, clears
+// padding rows, finds the row's maximum and argmax, and calls
+// row_fn(z, dz, label, zmax, lane, count) for the row's loss (every lane gets
+// the same value back; blockDim.x is a multiple of 32).
+template <typename RowFn>
+__device__ __forceinline__ void for_each_row(float* dlogits, float* row_loss, int* row_correct, const float* logits,
+                                             const int* labels, const unsigned* step_u32, int rows, int classes,
+                                             RowFn row_fn) {
     const int lane = threadIdx.x & 31;
     const int warps = (gridDim.x * blockDim.x) >> 5;
     const int count = (int)step_u32[XPNET_COUNT];
     for (int r = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5); r < rows; r += warps) {
         const float* z = logits + (size_t)r * classes;
         float* dz = dlogits + (size_t)r * classes;
-        if (r >= count) {
+        if (r >= count) {  // padding: zero gradient, no loss, no hit
             for (int k = lane; k < classes; k += 32) dz[k] = 0.0f;
-            if (lane == 0) { row_loss[r] = 0.0f; row_correct[r] = 0; }
+            if (lane == 0) {
+                row_loss[r] = 0.0f;
+                row_correct[r] = 0;
+            }
             continue;
         }
         float best = -XPNET_INFINITY;
@@ -42,19 +46,36 @@ extern "C" __global__ void softmax_ce_f32(
             if (z[k] > best) { best = z[k]; best_index = k; }
         const int predicted = warp_argmax(best, best_index);
         const float zmax = warp_max(best);
-        float sum = 0.0f;
-        for (int k = lane; k < classes; k += 32) sum += expf(z[k] - zmax);
-        sum = warp_sum(sum);
         const int label = labels[r];
-        for (int k = lane; k < classes; k += 32) {
-            const float p = expf(z[k] - zmax) / sum;
-            dz[k] = (p - (k == label ? 1.0f : 0.0f)) / (float)count;
-        }
+        const float loss = row_fn(z, dz, label, zmax, lane, count);
         if (lane == 0) {
-            row_loss[r] = logf(sum) - (z[label] - zmax);
+            row_loss[r] = loss;
             row_correct[r] = predicted == label;
         }
     }
+}
+
+__device__ __forceinline__ float row_exp_sum(const float* z, float zmax, int classes, int lane) {
+    float sum = 0.0f;
+    for (int k = lane; k < classes; k += 32) sum += expf(z[k] - zmax);
+    return warp_sum(sum);
+}
+
+// Loss and dlogits of a stable softmax cross-entropy, batch mean:
+//   loss_n = log sum_k exp(z_nk - max_n) - (z_n,y_n - max_n)
+//   dz_nk  = (softmax(z_n)_k - [k == y_n]) / count
+extern "C" __global__ void softmax_ce_f32(
+    float* dlogits, float* row_loss, int* row_correct, const float* logits, const int* labels,
+    const unsigned* step_u32, int rows, int classes) {
+    for_each_row(dlogits, row_loss, row_correct, logits, labels, step_u32, rows, classes,
+                 [&](const float* z, float* dz, int label, float zmax, int lane, int count) {
+                     const float sum = row_exp_sum(z, zmax, classes, lane);
+                     for (int k = lane; k < classes; k += 32) {
+                         const float p = expf(z[k] - zmax) / sum;
+                         dz[k] = (p - (k == label ? 1.0f : 0.0f)) / (float)count;
+                     }
+                     return logf(sum) - (z[label] - zmax);
+                 });
 }
 
 // Mean squared error against one-hot targets, the mean over all N * K entries:
@@ -64,54 +85,29 @@ extern "C" __global__ void softmax_ce_f32(
 extern "C" __global__ void mse_f32(
     float* dlogits, float* row_loss, int* row_correct, const float* logits, const int* labels,
     const unsigned* step_u32, int rows, int classes, int softmax_output) {
-    const int lane = threadIdx.x & 31;
-    const int warps = (gridDim.x * blockDim.x) >> 5;
-    const int count = (int)step_u32[XPNET_COUNT];
-    // 2 / (N K) rounded once from double, as NumPy does with a Python float.
-    const float scale = (float)(2.0 / ((double)count * (double)classes));
-    for (int r = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5); r < rows; r += warps) {
-        const float* z = logits + (size_t)r * classes;
-        float* dz = dlogits + (size_t)r * classes;
-        if (r >= count) {
-            for (int k = lane; k < classes; k += 32) dz[k] = 0.0f;
-            if (lane == 0) { row_loss[r] = 0.0f; row_correct[r] = 0; }
-            continue;
-        }
-        float best = -XPNET_INFINITY;
-        int best_index = classes;
-        for (int k = lane; k < classes; k += 32)
-            if (z[k] > best) { best = z[k]; best_index = k; }
-        const int predicted = warp_argmax(best, best_index);
-        const float zmax = warp_max(best);
-        float sum = 1.0f;
-        if (softmax_output) {
-            sum = 0.0f;
-            for (int k = lane; k < classes; k += 32) sum += expf(z[k] - zmax);
-            sum = warp_sum(sum);
-        }
-        const int label = labels[r];
-        float squares = 0.0f, dot = 0.0f;
-        for (int k = lane; k < classes; k += 32) {
-            const float out = softmax_output ? expf(z[k] - zmax) / sum : z[k];
-            const float diff = out - (k == label ? 1.0f : 0.0f);
-            const float g = diff * scale;
-            squares += diff * diff;
-            dot += g * out;
-            dz[k] = g;
-        }
-        squares = warp_sum(squares);
-        if (softmax_output) {
-            dot = warp_sum(dot);
-            for (int k = lane; k < classes; k += 32) {
-                const float p = expf(z[k] - zmax) / sum;
-                dz[k] = p * (dz[k] - dot);
-            }
-        }
-        if (lane == 0) {
-            row_loss[r] = squares;
-            row_correct[r] = predicted == label;
-        }
-    }
+    for_each_row(dlogits, row_loss, row_correct, logits, labels, step_u32, rows, classes,
+                 [&](const float* z, float* dz, int label, float zmax, int lane, int count) {
+                     // 2 / (N K) rounded once from double, as NumPy does with a Python float.
+                     const float scale = (float)(2.0 / ((double)count * (double)classes));
+                     const float sum = softmax_output ? row_exp_sum(z, zmax, classes, lane) : 1.0f;
+                     float squares = 0.0f, dot = 0.0f;
+                     for (int k = lane; k < classes; k += 32) {
+                         const float out = softmax_output ? expf(z[k] - zmax) / sum : z[k];
+                         const float diff = out - (k == label ? 1.0f : 0.0f);
+                         const float g = diff * scale;
+                         squares += diff * diff;
+                         dot += g * out;
+                         dz[k] = g;
+                     }
+                     if (softmax_output) {
+                         dot = warp_sum(dot);
+                         for (int k = lane; k < classes; k += 32) {
+                             const float p = expf(z[k] - zmax) / sum;
+                             dz[k] = p * (dz[k] - dot);
+                         }
+                     }
+                     return warp_sum(squares);
+                 });
 }
 
 // The batch loss and correct count of one step, written to slot step_u32[XPNET_SLOT]

@@ -16,6 +16,15 @@ __device__ __forceinline__ float penalized_grad(float g, float w, float l1, floa
     return (l1 != 0.0f || l2 != 0.0f) ? g + extra : g;
 }
 
+// The weight's share of the penalty sums, and the decoupled decay added to its step.
+__device__ __forceinline__ float decayed(float step, float w, bool is_weight, float weight_decay,
+                                         float& abs_sum, float& square_sum) {
+    if (!is_weight) return step;
+    abs_sum += fabsf(w);
+    square_sum += w * w;
+    return weight_decay != 0.0f ? step + weight_decay * w : step;
+}
+
 __device__ __forceinline__ void write_penalty_partials(float* penalty_partials, float abs_sum, float square_sum) {
     extern __shared__ float smem[];
     abs_sum = block_sum(abs_sum, smem);
@@ -45,12 +54,7 @@ extern "C" __global__ void sgd_update_f32(
             velocity[i] = v;
             direction = nesterov ? g + momentum * v : v;
         }
-        if (is_weight) {
-            abs_sum += fabsf(w);
-            square_sum += w * w;
-            if (weight_decay != 0.0f) direction = direction + weight_decay * w;
-        }
-        params[i] = w - lr * direction;
+        params[i] = w - lr * decayed(direction, w, is_weight, weight_decay, abs_sum, square_sum);
     }
     write_penalty_partials(penalty_partials, abs_sum, square_sum);
 }
@@ -75,13 +79,8 @@ extern "C" __global__ void adam_update_f32(
         const float vi = beta2 * v[i] + one_minus_beta2 * (g * g);
         m[i] = mi;
         v[i] = vi;
-        float step = (mi * m_scale) / (sqrtf(vi * v_scale) + eps);
-        if (is_weight) {
-            abs_sum += fabsf(w);
-            square_sum += w * w;
-            if (weight_decay != 0.0f) step = step + weight_decay * w;
-        }
-        params[i] = w - lr * step;
+        const float step = (mi * m_scale) / (sqrtf(vi * v_scale) + eps);
+        params[i] = w - lr * decayed(step, w, is_weight, weight_decay, abs_sum, square_sum);
     }
     write_penalty_partials(penalty_partials, abs_sum, square_sum);
 }
