@@ -179,3 +179,38 @@ def test_broken_out_of_bounds_write_is_fatal_under_address_sanitizer():
     env["PYTHONPATH"] = f"{root}:{root / 'tests'}"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=root, timeout=300)
     assert result.returncode != 0 and "heap-buffer-overflow" in result.stderr, result.stderr[-3000:]
+
+
+# -- the harness's own semantics -----------------------------------------------------------------
+def cuda_shuffle(values, xor_kind, lane_arg, width):
+    """What CUDA documents for a full-warp __shfl_down_sync / __shfl_xor_sync."""
+    out = values.copy()
+    for lane in range(32):
+        group = lane // width
+        source = lane ^ lane_arg if xor_kind else lane + lane_arg
+        if xor_kind and source // width <= group:
+            out[lane] = values[source]
+        if not xor_kind and lane % width + lane_arg < width:
+            out[lane] = values[source]
+    return out
+
+
+@pytest.mark.parametrize("order", ["forward", "reverse", "shuffled"])
+def test_warp_shuffles_follow_cuda_semantics(order):
+    module = EmulatedModule(cached_library(probes=True), thread_order=order)
+    probe = module.get_function("shuffle_probe_f32")
+    values = np.arange(64, dtype=np.float32) * 1.5
+    for xor_kind, lane_arg, width in ((0, 1, 32), (0, 16, 32), (0, 3, 8), (1, 1, 32), (1, 16, 32), (1, 5, 8), (1, 12, 8)):
+        out = np.full(64, np.nan, np.float32)
+        probe((1,), (64,), (out, values, np.int32(xor_kind), np.int32(lane_arg), np.int32(width)))
+        for warp in (0, 1):
+            lanes = slice(32 * warp, 32 * warp + 32)
+            np.testing.assert_array_equal(out[lanes], cuda_shuffle(values[lanes], xor_kind, lane_arg, width))
+
+
+def test_broken_thread_leaving_before_a_barrier_is_caught():
+    from cuda_on_cpu import KernelLaunchError
+
+    probe = EmulatedModule(cached_library(probes=True)).get_function("early_exit_probe_f32")
+    with pytest.raises(KernelLaunchError, match="1 threads exited while the others wait at __syncthreads"):
+        probe((1,), (32,), (np.zeros(32, np.float32),))

@@ -51,14 +51,17 @@ def asan_requested():
     return os.environ.get("XPNET_CUDA_ON_CPU_ASAN") == "1"
 
 
-def build_library(asan=None, sources=None):
+def build_library(asan=None, sources=None, probes=False):
     """Path of the harness library for the kernel files (``sources`` maps a file
-    name to replacement text, for deliberately broken variants). Cached by content."""
+    name to replacement text, for deliberately broken variants; ``probes`` adds
+    the harness's own test kernels of probes.cu). Cached by content."""
     asan = asan_requested() if asan is None else asan
     cxx = compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler (g++) found: the CUDA-on-CPU harness needs one")
     texts = {name: (sources or {}).get(name) or (KERNEL_DIR / name).read_text() for name in KERNEL_FILES}
+    if probes:
+        texts["probes.cu"] = (HERE / "probes.cu").read_text()
     flags = (*_FLAGS, *(_ASAN if asan else _OPTIMIZE))
     digest = hashlib.sha256()
     for part in (*texts.values(), (KERNEL_DIR / "xpnet.cuh").read_text(), (HERE / "cuda_on_cpu.h").read_text(),
@@ -73,7 +76,7 @@ def build_library(asan=None, sources=None):
         (folder / name).write_text(text)
     names = kernel_names("\n".join(texts.values()))
     unit = ['#include "cuda_on_cpu.h"']
-    unit += [f'#include "{folder / name}"' for name in KERNEL_FILES]
+    unit += [f'#include "{folder / name}"' for name in texts]
     unit += ['#include "runtime.h"', "const cuda_on_cpu::Kernel cuda_on_cpu_kernels[] = {"]
     unit += [f'    cuda_on_cpu::make_kernel("{name}", &{name}),' for name in names]
     unit += ["};", f"const int cuda_on_cpu_kernel_total = {len(names)};", ""]
