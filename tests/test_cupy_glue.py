@@ -74,6 +74,21 @@ def test_kernel_training_equals_the_numpy_backend(config):
     assert be.xp.cuda.graphs_launched == 7 and be.xp.cuda.violations == []  # 8 steps: 1 warm-up, 7 replays
 
 
+@pytest.mark.mnist
+def test_kernel_training_on_real_mnist_equals_the_numpy_backend(mnist):
+    """Real shapes: 784 inputs (49 SGEMM slices), batch 100 with a padded last batch of 12."""
+    model, x, y = nn.MLP(sizes=(784, 48, 32, 10), dropout=0.1), mnist.x_train[:512], mnist.y_train[:512]
+    runs = []
+    for be in (get_backend("numpy"), emulated_backend()):
+        runs.append(nn.fit(be, model, nn.Adam(), nn.Schedule("cosine", 3e-3, 1), x, y, mnist.x_test[:200],
+                           mnist.y_test[:200], epochs=1, batch_size=100, seed=5))
+    (expected, expected_history), (params, history) = runs
+    for got, want in zip(params, expected):
+        np.testing.assert_allclose(np.asarray(got["w"]), want["w"], rtol=2e-4, atol=2e-5)
+    assert history[0]["train_loss"] == pytest.approx(expected_history[0]["train_loss"], rel=1e-4)
+    assert history[0]["val_accuracy"] == expected_history[0]["val_accuracy"]
+
+
 def test_graph_replay_equals_plain_launches_bit_for_bit():
     config = "linear,relu-ce-adamw-l1-dropout"
     with_graph, history_graph, _ = train(emulated_backend(cuda_graph=True, thread_order="forward"), config)
