@@ -93,6 +93,9 @@ def build_parser():
     run.add_argument("--extra-data", default=None, metavar="FOLDER",
                      help="also train on your own digits saved by gui.py (S then the digit key); never used for validation or test")
     run.add_argument("--seed", type=int, default=0, help="seeds init, shuffling and dropout: same seed, same run")
+    run.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
+                     help="cupy: capture one training step as a CUDA graph and replay it per batch "
+                          "(default: on where capture works); --no-cuda-graph launches the kernels one by one")
 
     arch = p.add_argument_group("model")
     arch.add_argument("--hidden", type=_hidden_sizes, default=[128, 64], metavar="N,N",
@@ -170,6 +173,11 @@ def build_run(args):
         optimizer = nn.SGD(momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay)
     schedule = nn.Schedule(args.schedule, args.lr, args.epochs, args.lr_decay)
     be = get_backend(args.backend)
+    if args.cuda_graph is not None:
+        if be.name == "cupy":
+            be.cuda_graph = args.cuda_graph
+        elif args.cuda_graph:
+            raise XpnetError(f"--cuda-graph needs --backend cupy (the {be.name} backend has no CUDA graphs)")
     grad = be.check_grad_mode(args.grad)
     stopping = nn.EarlyStopping(args.patience, args.min_delta, args.restore_best)
     return be, grad, model, optimizer, schedule, stopping
