@@ -234,6 +234,7 @@ def main(argv=None):
     from nn.data import load_mnist
     from nn.files import atomic_write_bytes
     from nn.serialize import save_model
+    from nn.training import Diverged, Interrupted
 
     checkpoint = None
     if args.resume:
@@ -272,15 +273,15 @@ def main(argv=None):
                 on_epoch=lambda record: print(_epoch_line(record, args.epochs), flush=True),
                 start=start, on_checkpoint=save_epoch if folder else None, stop_requested=stop_requested,
             )
-    except nn.Interrupted as exc:
+    except Interrupted as exc:
         folder = folder or _interrupt_folder(args.out)
         save_checkpoint(folder, exc.state, run_record)
         print(f"train.py: interrupted in epoch {exc.state.epoch + 1} after step {exc.state.step}; "
               f"checkpoint saved in {folder}; resume with: uv run train.py --resume {folder}", file=sys.stderr)
         return 130
-    except nn.Diverged as exc:
+    except Diverged as exc:
         if folder and Path(folder, "checkpoint.safetensors").is_file():
-            raise nn.Diverged(f"{exc}; the last good checkpoint in {folder} is untouched") from None
+            raise Diverged(f"{exc}; the last good checkpoint in {folder} is untouched") from None
         raise
     train_seconds = time.perf_counter() - started
     if len(history) < args.epochs:
