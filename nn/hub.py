@@ -79,7 +79,7 @@ def model_card(model, metrics, repo_id):
     rows = [
         ("architecture", f"MLP {layers}, hidden activations {', '.join(model.activations) or 'none'}, output {model.output}"),
         ("loss", model.loss),
-        ("test accuracy (MNIST, 10,000 images)", f"{accuracy:.2%}" if accuracy is not None else "not measured"),
+        ("test accuracy", f"{accuracy:.2%}" if accuracy is not None else "not measured"),
         ("test loss", f"{metrics['test_loss']:.4f}" if "test_loss" in metrics else "not measured"),
         ("epochs trained", metrics.get("epochs", "?")),
         ("trained on", f"{metrics.get('backend', '?')} ({metrics.get('device', '?')})"),

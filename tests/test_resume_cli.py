@@ -2,9 +2,8 @@
 stopped with Ctrl-C, then resumed with --resume DIR alone, ends bit for bit
 where the uninterrupted run ends; a diverging run leaves every file alone.
 
-The data: MNIST-shaped synthetic digits (10 noisy class templates), written
-as IDX files, sized so that an epoch takes a fraction of a second and a
-kill lands inside the epoch it aims at.
+The data: synthetic digits (tests/digits.py), sized so that an epoch takes
+a few tenths of a second and a kill lands inside the epoch it aims at.
 """
 
 import json
@@ -21,6 +20,7 @@ import pytest
 from backends import unavailable_reason
 from nn.checkpoint import FILE
 from nn.serialize import load_model, read_safetensors
+from tests.digits import write_digits
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 4
@@ -30,17 +30,7 @@ RUN = ["--epochs", EPOCHS, "--batch-size", 8, "--hidden", "64,32", "--dropout", 
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("digits")
-    rng = np.random.default_rng(0)
-    templates = rng.integers(0, 256, (10, 784))
-    for prefix, n in (("train", 5000), ("t10k", 200)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = np.clip(templates[labels] + rng.normal(0, 90, (n, 784)), 0, 255).astype(np.uint8)
-        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(
-            b"".join(v.to_bytes(4, "big") for v in (0x803, n, 28, 28)) + images.tobytes())
-        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(
-            b"".join(v.to_bytes(4, "big") for v in (0x801, n)) + labels.tobytes())
-    return folder
+    return write_digits(tmp_path_factory.mktemp("digits"), n_train=5000)
 
 
 def _command(*args):
