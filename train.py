@@ -256,7 +256,7 @@ def main(argv=None):
         stopping = start.early_stopping
         where = f"continuing at epoch {start.epoch + 1}" + (f", step {start.step}" if start.step else "")
         if start.stopped or start.epoch >= args.epochs:
-            where = "the run had finished"
+            where = "nothing left to train"
         print(f"resuming {checkpoint.path}: {start.epoch} epochs done, {where}", flush=True)
     folder = args.checkpoint_dir or args.resume
 
@@ -274,7 +274,8 @@ def main(argv=None):
                 start=start, on_checkpoint=save_epoch if folder else None, stop_requested=stop_requested,
             )
     except Interrupted as exc:
-        folder = folder or _interrupt_folder(args.out)
+        # Without --checkpoint-dir, Ctrl-C still keeps the work: beside the model file.
+        folder = folder or str(Path(args.out).with_name(Path(args.out).stem + ".checkpoint"))
         save_checkpoint(folder, exc.state, run_record)
         print(f"train.py: interrupted in epoch {exc.state.epoch + 1} after step {exc.state.step}; "
               f"checkpoint saved in {folder}; resume with: uv run train.py --resume {folder}", file=sys.stderr)
@@ -338,10 +339,11 @@ def _check_outputs(args):
 
     check_extension(args.out)
     if args.export_onnx:
-        from nn.export import _onnx, check_extension as check_onnx
+        from nn.export import check_extension as check_onnx
+        from nn.export import require_onnx
 
         check_onnx(args.export_onnx, "--export-onnx")
-        _onnx()
+        require_onnx()
     if args.push_to_hub:
         from nn.hub import parse_uri
 
@@ -372,19 +374,15 @@ def _resumed_args(argv, folder):
         raise XpnetError(f"{checkpoint.path} has no usable record of its run's flags: start a new run")
     prefilled = argparse.Namespace(**{k: v for k, v in saved.items() if k in defaults and k != "resume"})
     args = parser.parse_args(argv, namespace=prefilled)
-    conflicts = [f"{_flag(k)} {getattr(args, k)} (the checkpoint has {saved[k]})" for k in RUN_FLAGS if getattr(args, k) != saved[k]]
+    conflicts = [
+        f"{_flag(k)} {getattr(args, k)} (the checkpoint has {saved[k]})" for k in RUN_FLAGS if getattr(args, k) != saved[k]
+    ]
     if conflicts:
         raise XpnetError(
             f"--resume {folder} continues the run with its own settings; drop the conflicting "
             f"{'flags' if len(conflicts) > 1 else 'flag'}: {'; '.join(conflicts)}"
         )
     return args, checkpoint
-
-
-def _interrupt_folder(out):
-    """Where Ctrl-C saves a checkpoint when no --checkpoint-dir was given: beside the model file."""
-    out = Path(out)
-    return str(out.with_name(out.stem + ".checkpoint"))
 
 
 @contextmanager

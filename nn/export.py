@@ -39,7 +39,7 @@ ONNX_OPS = {
 }
 
 
-def _onnx():
+def require_onnx():
     try:
         import onnx
     except ImportError:
@@ -54,7 +54,7 @@ def check_extension(path, flag="output"):
 
 def to_onnx(model, params):
     """The ``onnx.ModelProto`` that computes ``model.predict(params, pixels)``."""
-    onnx = _onnx()
+    onnx = require_onnx()
     from onnx import TensorProto, helper, numpy_helper
 
     nodes, weights = [], []
@@ -111,7 +111,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         check_extension(args.output)
-        _onnx()
+        require_onnx()
         model, params = load_model(args.model)
         export_onnx(args.output, model, params)
     except XpnetError as exc:
