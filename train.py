@@ -154,12 +154,13 @@ def build_parser():
     out.add_argument("--push-to-hub", default=None, metavar="OWNER/NAME",
                      help="upload config.json, model.safetensors and a model card to this Hugging Face Hub repo")
 
+    out.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
     resume = p.add_argument_group("checkpoints")
     resume.add_argument("--checkpoint-dir", default=None, metavar="DIR",
                         help="save a checkpoint after every epoch (Ctrl-C also saves one: here, else next to --out)")
     resume.add_argument("--resume", default=None, metavar="DIR",
                         help="continue the run checkpointed in DIR exactly; it keeps its own settings")
-    out.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 
 

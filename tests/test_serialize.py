@@ -76,14 +76,19 @@ class _Payload:
         return (print, ("this ran while loading",))
 
 
-def _with(**changes):
+def _changed_arrays(changes):
+    """The valid arrays with some replaced (or, given None, removed)."""
     arrays = _valid_arrays()
     for key, value in changes.items():
         if value is None:
             arrays.pop(key)
         else:
             arrays[key] = value
-    return _npz_bytes(**arrays)
+    return arrays
+
+
+def _with(**changes):
+    return _npz_bytes(**_changed_arrays(changes))
 
 
 def _architecture(**changes):
@@ -108,19 +113,6 @@ BAD_FILES = {
     "unexpected field": (_with(architecture=_architecture(colour="blue")), "colour"),
     "extra arrays": (_with(**{"layers.7.w": np.zeros(2, np.float32)}), "layers.7.w"),
 }
-
-
-@pytest.mark.parametrize("name", BAD_FILES)
-def test_bad_model_file_is_one_clear_line(name, tmp_path, capsys):
-    content, needle = BAD_FILES[name]
-    path = tmp_path / "bad.npz"
-    path.write_bytes(content)
-    with pytest.raises(XpnetError) as info:
-        load_model(path)
-    message = str(info.value)
-    assert "\n" not in message
-    assert needle.lower() in message.lower()
-    assert "this ran while loading" not in capsys.readouterr().out
 
 
 def test_missing_model_file_says_how_to_train_one(tmp_path):
@@ -150,13 +142,7 @@ def _safetensors_bytes(arrays=None, architecture=None, metadata=None):
 
 
 def _safe_with(**changes):
-    arrays = _valid_arrays()
-    for key, value in changes.items():
-        if value is None:
-            arrays.pop(key)
-        else:
-            arrays[key] = value
-    return _safetensors_bytes(arrays)
+    return _safetensors_bytes(_changed_arrays(changes))
 
 
 BAD_SAFETENSORS = {
@@ -175,17 +161,6 @@ BAD_SAFETENSORS = {
     "sizes disagree with weights": (_safetensors_bytes(architecture=_architecture(sizes=[4, 8, 2])), "layers.0.w"),
     "extra arrays": (_safe_with(**{"layers.7.w": np.zeros(2, np.float32)}), "layers.7.w"),
 }
-
-
-@pytest.mark.parametrize("name", BAD_SAFETENSORS)
-def test_bad_safetensors_file_is_one_clear_line(name, tmp_path, capsys):
-    content, needle = BAD_SAFETENSORS[name]
-    path = tmp_path / "bad.safetensors"
-    path.write_bytes(content)
-    with pytest.raises(XpnetError) as info:
-        load_model(path)
-    assert "\n" not in str(info.value) and needle.lower() in str(info.value).lower()
-    assert "this ran while loading" not in capsys.readouterr().out
 
 
 def test_safetensors_round_trip_and_metadata(tmp_path):
@@ -221,3 +196,22 @@ def test_single_npy_file_is_refused(tmp_path):
     (tmp_path / "w.npz").write_bytes((tmp_path / "w.npy").read_bytes())
     with pytest.raises(XpnetError, match="not an .npz"):
         load_model(tmp_path / "w.npz")
+
+
+def _bad_cases():
+    return [pytest.param(".npz", name, id=f"npz-{name}") for name in BAD_FILES] + [
+        pytest.param(".safetensors", name, id=f"safetensors-{name}") for name in BAD_SAFETENSORS
+    ]
+
+
+@pytest.mark.parametrize("suffix, name", _bad_cases())
+def test_bad_model_file_is_one_clear_line(suffix, name, tmp_path, capsys):
+    content, needle = (BAD_FILES if suffix == ".npz" else BAD_SAFETENSORS)[name]
+    path = tmp_path / f"bad{suffix}"
+    path.write_bytes(content)
+    with pytest.raises(XpnetError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert needle.lower() in message.lower()
+    assert "this ran while loading" not in capsys.readouterr().out
