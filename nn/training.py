@@ -154,8 +154,9 @@ def fit(
     training sample exactly once; the last batch is simply smaller.
 
     Resuming: ``start`` (a TrainState, e.g. from ``nn.checkpoint``) continues
-    a run where it stood, with its own early-stopping state, and gives the
-    very same result as the uninterrupted run. ``on_checkpoint(state)`` gets a
+    a run where it stood, with its own early stopping (``start.early_stopping``
+    takes the place of ``early_stopping``), and gives the very same result as
+    the uninterrupted run. ``on_checkpoint(state)`` gets a
     host TrainState after every finished epoch; ``stop_requested()`` is asked
     before every step, and when it says yes fit raises Interrupted with the
     state of that moment.
@@ -182,15 +183,15 @@ def fit(
     else:
         _check_start(start, seed, steps)
         params, state = be.tree_asarray(start.params), map_arrays(be.asarray, start.opt_state)
-        history, early_stopping = list(start.history), copy.copy(start.early_stopping)
+        history, early_stopping = list(start.history), start.early_stopping
         first_epoch, first_step, stopped = start.epoch, start.step, start.stopped
         partial = start.partial and map_arrays(be.asarray, start.partial)
 
-    def snapshot(epoch, step, partial=None, stopped=False):
+    def snapshot(epoch, step, running=None, stopped=False):
         # params and state are read when called: the values of that moment.
         return TrainState(seed, epoch, step, steps, be.tree_to_host(params), map_arrays(be.to_host, state),
                           list(history), copy.copy(early_stopping),
-                          partial and map_arrays(be.to_host, partial), stopped)
+                          running and map_arrays(be.to_host, running), stopped)
 
     for epoch in range(first_epoch, first_epoch if stopped else epochs):
         started = time.perf_counter()

@@ -92,6 +92,14 @@ def _assert_same_run(reference, other, exact):
         assert meta["history"] == ref_meta["history"]
 
 
+def _metrics(path):
+    """--metrics-json without what differs between runs that compute the same (times, paths)."""
+    figures = json.loads(Path(path).read_text())
+    for record in figures["history"]:
+        record.pop("seconds")
+    return {k: v for k, v in figures.items() if k not in ("epoch_seconds", "train_seconds", "args", "device")}
+
+
 @pytest.fixture(scope="module")
 def straight(digits, tmp_path_factory):
     """The uninterrupted runs, one per backend, shared by the tests below."""
@@ -101,7 +109,7 @@ def straight(digits, tmp_path_factory):
         if backend not in runs:
             folder = tmp_path_factory.mktemp(f"straight-{backend}")
             result = _train("--backend", backend, "--data", digits, *RUN, "--checkpoint-dir", folder / "ck",
-                            "--out", folder / "model.safetensors")
+                            "--out", folder / "model.safetensors", "--metrics-json", folder / "metrics.json")
             assert result.returncode == 0, result.stderr
             runs[backend] = folder
         return runs[backend]
@@ -117,7 +125,8 @@ def test_run_killed_in_epoch_3_and_resumed_equals_the_straight_run(backend, digi
     reference = straight(backend)
     ck = tmp_path / "ck"
     process = _start_and_wait(["--backend", backend, "--data", digits, *RUN, "--checkpoint-dir", ck,
-                               "--out", tmp_path / "model.safetensors"], ck, until_epoch=2)
+                               "--out", tmp_path / "model.safetensors", "--metrics-json", tmp_path / "metrics.json"],
+                              ck, until_epoch=2)
     process.send_signal(signal.SIGKILL)
     process.communicate()
     assert process.returncode == -signal.SIGKILL
@@ -129,6 +138,10 @@ def test_run_killed_in_epoch_3_and_resumed_equals_the_straight_run(backend, digi
     assert "resuming" in result.stdout and "epoch 3/4" in result.stdout and "epoch 2/4" not in result.stdout
     exact = backend == "numpy"
     _assert_same_run(reference / "ck", ck, exact)
+    figures, ref_figures = (_metrics(folder / "metrics.json") for folder in (tmp_path, reference))
+    assert figures["best_epoch"] == ref_figures["best_epoch"] and figures["epochs"] == EPOCHS
+    if exact:
+        assert figures == ref_figures
     model, params = load_model(tmp_path / "model.safetensors")
     ref_model, ref_params = load_model(reference / "model.safetensors")
     assert model == ref_model
