@@ -97,9 +97,10 @@ def save_model(path, model, params):
 def load_model(path):
     """(MLP, host float32 params) from a model file, a Hub-style folder or ``hf://owner/name``."""
     text = str(path)
-    if text.startswith("hf://"):
+    if text.startswith("hf:/"):  # also "hf:/owner/name": what pathlib makes of hf://owner/name
         from .hub import download
 
+        text = "hf://" + text[4:].lstrip("/")
         return _load_repo_folder(download(text), shown=text)
     path = Path(path)
     if path.is_dir():

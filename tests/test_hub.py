@@ -100,7 +100,8 @@ def test_hf_uri_resolves_through_huggingface_hub_offline(repo, tmp_path):
     (cache / "models--someone--digits" / "refs" / "main").write_text(commit)
 
     loaded = _python(
-        "from nn.serialize import load_model\n"
+        "from pathlib import Path\nfrom nn.serialize import load_model\n"
+        "assert load_model(Path('hf://someone/digits'))[0].sizes == (784, 12, 10)  # pathlib keeps one slash\n"
         "model, params = load_model('hf://someone/digits')\n"
         "print(model.sizes, float(params[0]['w'].sum()))", _offline_env(cache))
     assert loaded.returncode == 0, loaded.stderr
