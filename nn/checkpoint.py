@@ -132,9 +132,9 @@ class Checkpoint:
         if not isinstance(rng, dict) or type(rng.get("seed")) is not int:
             raise self._bad("no RNG seed")
         history = meta.get("history")
-        if not isinstance(history, list) or [r.get("epoch") if isinstance(r, dict) else None for r in history] != list(
-            range(1, meta["epoch"] + 1)
-        ):
+        if not isinstance(history, list) or len(history) != meta["epoch"] or [
+            r.get("epoch") if isinstance(r, dict) else None for r in history
+        ] != list(range(1, len(history) + 1)):
             raise self._bad(f"its history does not list epochs 1 to {meta['epoch']} once each")
         stopping = meta.get("early_stopping")
         if not isinstance(stopping, dict) or not _stopping_types_ok(stopping):

@@ -231,7 +231,7 @@ def check_params(path, model, arrays, prefix="layers"):
         for name, shape in (("w", (fan_in, fan_out)), ("b", (fan_out,))):
             key = f"{prefix}.{i}.{name}"
             if key not in arrays:
-                raise XpnetError(f"{path} lacks {key}: the weights do not match the architecture {list(model.sizes)}")
+                raise XpnetError(f"{path} lacks {key}: the weights do not match the architecture {str(list(model.sizes))[:80]}")
             value = arrays.pop(key)
             if value.shape != shape or value.dtype.kind != "f":
                 raise XpnetError(f"{path}: {key} is {value.dtype} {value.shape}, the architecture needs float {shape}")

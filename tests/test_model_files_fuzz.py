@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from backends import XpnetError
@@ -161,16 +161,18 @@ def watchdog():
     faulthandler.cancel_dump_traceback_later()
 
 
-def _fuzz(check, strategy, examples):
+def _fuzz(check, strategy, examples, explicit=()):
     seen = []
 
     @settings(max_examples=examples, deadline=timedelta(seconds=2), database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(strategy)
-    def run(example):
-        check(example)
+    def run(case):
+        check(case)
         seen.append(1)
 
+    for case in explicit:  # known hard cases first, then the random ones
+        run = example(case)(run)
     run()
     return len(seen)
 
@@ -257,4 +259,6 @@ def test_mutated_checkpoints_load_or_fail_cleanly(tmp_path, watchdog):
             return
         assert len(state.params) == 2 and state.step < state.steps_per_epoch
 
-    assert _fuzz(check, checkpoint_mutations, 600) >= 600
+    huge = [("set", "epoch", 10**9), ("set", "steps_per_epoch", 2**62), ("set", "step", 4),
+            ("set", "history", [{"epoch": 1}] * 10**5), ("nested", "rng", "seed", 2**70)]
+    assert _fuzz(check, checkpoint_mutations, 600, explicit=huge) >= 600
