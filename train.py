@@ -2,6 +2,8 @@
 
     uv run train.py                       # the default model on the best backend here
     uv run train.py --backend numpy --data ../mnist --epochs 10 --out m.npz
+    uv run train.py --checkpoint-dir ck --out m.safetensors   # checkpoint every epoch
+    uv run train.py --resume ck                               # continue exactly where ck stopped
 
 Every problem with the input is reported as one line and exit status 2.
 """
@@ -9,10 +11,21 @@ Every problem with the input is reported as one line and exit status 2.
 import argparse
 import json
 import math
+import os
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 DEFAULT_OUT = "model.npz"
+# The flags that define a run: --resume keeps the checkpoint's, and refuses others.
+RUN_FLAGS = (
+    "seed", "hidden", "activation", "loss", "output", "init", "dropout", "reg", "reg_lambda", "epochs",
+    "batch_size", "optimizer", "lr", "schedule", "lr_decay", "momentum", "nesterov", "weight_decay",
+    "val_size", "patience", "min_delta", "restore_best",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -137,10 +150,22 @@ def build_parser():
                       help="keep the last epoch's weights instead of the best validation epoch's")
 
     out = p.add_argument_group("output")
-    out.add_argument("--out", default=DEFAULT_OUT, metavar="PATH", help="where to save the trained model (.npz)")
+    out.add_argument("--out", default=DEFAULT_OUT, metavar="PATH",
+                     help="where to save the trained model: .npz or .safetensors, chosen by the extension")
     out.add_argument("--metrics-json", default=None, metavar="PATH",
                      help="write final figures and the per-epoch history as JSON")
+    out.add_argument("--export-onnx", default=None, metavar="PATH",
+                     help="also write the model as an ONNX graph (needs the onnx extra: uv sync --extra onnx)")
+    out.add_argument("--push-to-hub", default=None, metavar="OWNER/NAME",
+                     help="upload config.json, model.safetensors and a model card to this Hugging Face Hub repo")
+
     out.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+    resume = p.add_argument_group("checkpoints")
+    resume.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                        help="save a checkpoint after every epoch (Ctrl-C also saves one: here, else next to --out)")
+    resume.add_argument("--resume", default=None, metavar="DIR",
+                        help="continue the run checkpointed in DIR exactly; it keeps its own settings")
     return p
 
 
@@ -218,11 +243,17 @@ def main(argv=None):
     import numpy as np
 
     import nn
+    from nn.checkpoint import data_fingerprint, describe_run, save_checkpoint
     from nn.data import load_mnist
     from nn.files import atomic_write_bytes
     from nn.samples import load_samples
     from nn.serialize import save_model
+    from nn.training import Diverged, Interrupted
 
+    checkpoint = None
+    if args.resume:
+        args, checkpoint = _resumed_args(argv, args.resume)
+    _check_outputs(args)
     be, grad, model, optimizer, schedule, stopping = build_run(args)
     extra = load_samples(args.extra_data) if args.extra_data else None  # a bad folder fails before MNIST loads
     print(_describe(model, args, be, grad), flush=True)
@@ -236,14 +267,42 @@ def main(argv=None):
         f"data: {len(x_train):,} train{mixed} / {len(x_val):,} validation / {len(data.x_test):,} test images",
         flush=True,
     )
+    saved_args = {k: v for k, v in vars(args).items() if k not in ("resume", "checkpoint_dir")}
+    run_record = describe_run(model, optimizer, schedule, args={**saved_args, "backend": be.name, "grad": grad},
+                              data=data_fingerprint(x_train, y_train, x_val, y_val))
+    start = checkpoint.resume(run_record, model, optimizer) if checkpoint else None
+    if start is not None:
+        stopping = start.early_stopping
+        where = f"continuing at epoch {start.epoch + 1}" + (f", step {start.step}" if start.step else "")
+        if start.stopped or start.epoch >= args.epochs:
+            where = "nothing left to train"
+        print(f"resuming {checkpoint.path}: {start.epoch} epochs done, {where}", flush=True)
+    folder = args.checkpoint_dir or args.resume
+
+    def save_epoch(state):
+        save_checkpoint(folder, state, run_record)
 
     started = time.perf_counter()
-    params, history = nn.fit(
-        be, model, optimizer, schedule, x_train, y_train, x_val, y_val,
-        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, grad=grad,
-        early_stopping=stopping, progress_bar=_progress_bar(args.progress),
-        on_epoch=lambda record: print(_epoch_line(record, args.epochs), flush=True),
-    )
+    try:
+        with _sigint_asks_to_stop() as stop_requested:
+            params, history = nn.fit(
+                be, model, optimizer, schedule, x_train, y_train, x_val, y_val,
+                epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, grad=grad,
+                early_stopping=stopping, progress_bar=_progress_bar(args.progress),
+                on_epoch=lambda record: print(_epoch_line(record, args.epochs), flush=True),
+                start=start, on_checkpoint=save_epoch if folder else None, stop_requested=stop_requested,
+            )
+    except Interrupted as exc:
+        # Without --checkpoint-dir, Ctrl-C still keeps the work: beside the model file.
+        folder = folder or str(Path(args.out).with_name(Path(args.out).stem + ".checkpoint"))
+        save_checkpoint(folder, exc.state, run_record)
+        print(f"train.py: interrupted in epoch {exc.state.epoch + 1} after step {exc.state.step}; "
+              f"checkpoint saved in {folder}; resume with: uv run train.py --resume {folder}", file=sys.stderr)
+        return 130
+    except Diverged as exc:
+        if folder and Path(folder, "checkpoint.safetensors").is_file():
+            raise Diverged(f"{exc}; the last good checkpoint in {folder} is untouched") from None
+        raise
     train_seconds = time.perf_counter() - started
     if len(history) < args.epochs:
         print(f"early stop after epoch {len(history)}: no validation improvement for {args.patience} epochs")
@@ -253,32 +312,122 @@ def main(argv=None):
     test_loss, test_accuracy = nn.evaluate(
         be, be.make_eval_step(model), params, be.asarray(data.x_test), be.asarray(data.y_test)
     )
-    save_model(args.out, model, be.tree_to_host(params))
+    host_params = be.tree_to_host(params)
+    save_model(args.out, model, host_params)
     print(f"test accuracy {test_accuracy:.2%} (loss {test_loss:.4f}) in {train_seconds:.1f} s | model saved to {args.out}")
 
+    metrics = {
+        "backend": be.name,
+        "device": be.device_description(),
+        "grad": grad,
+        "test_accuracy": test_accuracy,
+        "test_loss": test_loss,
+        "epochs": len(history),
+        "epoch_seconds": [record["seconds"] for record in history],
+        "train_seconds": train_seconds,
+        "best_epoch": stopping.best_epoch if stopping.best_params is not None else len(history),
+        # No validation split leaves its figures NaN, which JSON cannot hold: null.
+        "history": [{k: _json_number(v) for k, v in record.items()} for record in history],
+        "model": model.config(),
+        "args": {k: v for k, v in vars(args).items()},
+    }
     if args.metrics_json:
-        metrics = {
-            "backend": be.name,
-            "device": be.device_description(),
-            "grad": grad,
-            "test_accuracy": test_accuracy,
-            "test_loss": test_loss,
-            "epochs": len(history),
-            "epoch_seconds": [record["seconds"] for record in history],
-            "train_seconds": train_seconds,
-            "best_epoch": stopping.best_epoch if stopping.best_params is not None else len(history),
-            # No validation split leaves its figures NaN, which JSON cannot hold: null.
-            "history": [{k: _json_number(v) for k, v in record.items()} for record in history],
-            "model": model.config(),
-            "args": {k: v for k, v in vars(args).items()},
-        }
         text = json.dumps(metrics, indent=2, allow_nan=False, default=_json_default)
         atomic_write_bytes(args.metrics_json, (text + "\n").encode())
+    _publish(args, model, host_params, metrics)
     return 0
 
 
 def _json_number(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _publish(args, model, params, metrics):
+    """--export-onnx and --push-to-hub, after the model file is safely written."""
+    if args.export_onnx:
+        from nn.export import export_onnx
+
+        export_onnx(args.export_onnx, model, params)
+        print(f"ONNX graph written to {args.export_onnx}")
+    if args.push_to_hub:
+        from nn.hub import push_model
+
+        print(f"pushed to {push_model(args.push_to_hub, model, params, metrics)}")
+
+
+def _check_outputs(args):
+    """Refuse unusable output paths before any training time is spent."""
+    from backends import XpnetError
+    from nn.checkpoint import has_checkpoint
+    from nn.serialize import check_extension
+
+    check_extension(args.out)
+    if args.export_onnx:
+        from nn.export import check_extension as check_onnx
+        from nn.export import require_onnx
+
+        check_onnx(args.export_onnx, "--export-onnx")
+        require_onnx()
+    if args.push_to_hub:
+        from nn.hub import parse_uri
+
+        parse_uri(args.push_to_hub)
+    if args.checkpoint_dir and not args.resume and has_checkpoint(args.checkpoint_dir):
+        raise XpnetError(
+            f"--checkpoint-dir {args.checkpoint_dir} already holds a checkpoint: continue that run with "
+            f"--resume {args.checkpoint_dir}, or choose another folder"
+        )
+
+
+def _flag(dest):
+    return "--no-restore-best" if dest == "restore_best" else "--" + dest.replace("_", "-")
+
+
+def _resumed_args(argv, folder):
+    """The checkpoint's flags, with the ones given now on top; a run-defining flag that differs is an error."""
+    from backends import XpnetError
+    from nn.checkpoint import read_checkpoint
+
+    checkpoint = read_checkpoint(folder)
+    parser = build_parser()
+    defaults = vars(parser.parse_args([]))
+    saved = checkpoint.run.get("args")
+    if not isinstance(saved, dict) or any(
+        k not in saved or (defaults[k] is not None and type(saved[k]) is not type(defaults[k])) for k in RUN_FLAGS
+    ):
+        raise XpnetError(f"{checkpoint.path} has no usable record of its run's flags: start a new run")
+    prefilled = argparse.Namespace(**{k: v for k, v in saved.items() if k in defaults and k != "resume"})
+    args = parser.parse_args(argv, namespace=prefilled)
+    conflicts = [
+        f"{_flag(k)} {getattr(args, k)} (the checkpoint has {saved[k]})" for k in RUN_FLAGS if getattr(args, k) != saved[k]
+    ]
+    if conflicts:
+        raise XpnetError(
+            f"--resume {folder} continues the run with its own settings; drop the conflicting "
+            f"{'flags' if len(conflicts) > 1 else 'flag'}: {'; '.join(conflicts)}"
+        )
+    return args, checkpoint
+
+
+@contextmanager
+def _sigint_asks_to_stop():
+    """While training, the first Ctrl-C asks fit to stop after the current step; a second aborts."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested.is_set
+        return
+
+    def handle(signum, frame):
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+        os.write(2, b"\nCtrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to abort)\n")
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield requested.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _json_default(value):

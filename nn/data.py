@@ -221,6 +221,8 @@ def _check_reachable(timeout):
             outcome.append(None)
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "reason", None) or exc
+            if isinstance(reason, TimeoutError):  # the socket gave up first: same as no answer
+                return
             outcome.append(getattr(reason, "strerror", None) or str(reason) or type(reason).__name__)
 
     thread = threading.Thread(target=ask, daemon=True)

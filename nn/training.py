@@ -6,6 +6,7 @@ nothing is read back to the host; losses and correct counts accumulate on
 the device and are read once at the end of the epoch.
 """
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -63,6 +64,52 @@ class EarlyStopping:
         return self.waited >= self.patience
 
 
+# -- resuming: where a run stands, and why it stopped ---------------------------
+@dataclass
+class TrainState:
+    """Where a run stands, on the host: everything ``fit`` needs to continue it exactly.
+
+    ``epoch`` epochs are complete and ``step`` steps of the next one are done
+    (0 at an epoch boundary; then ``partial`` is None, else it holds that
+    epoch's running (loss sum, correct count)). The random numbers are
+    counter-based — the sample order is seeded by (seed, epoch), dropout by
+    (seed, global step) — so ``seed``, ``epoch`` and ``step`` are the whole
+    RNG state. ``stopped``: early stopping ended the run.
+    """
+
+    seed: int
+    epoch: int
+    step: int
+    steps_per_epoch: int
+    params: list
+    opt_state: dict
+    history: list
+    early_stopping: EarlyStopping
+    partial: tuple = None
+    stopped: bool = False
+
+
+class Interrupted(Exception):
+    """``stop_requested`` said yes: training paused between two steps at ``state``."""
+
+    def __init__(self, state):
+        super().__init__(f"interrupted in epoch {state.epoch + 1} after step {state.step}")
+        self.state = state
+
+
+class Diverged(XpnetError):
+    """The training loss became NaN or infinite."""
+
+
+def map_arrays(fn, tree):
+    """``fn`` on every array of a nested dict/list (an optimizer state, a params list)."""
+    if isinstance(tree, dict):
+        return {k: map_arrays(fn, v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(map_arrays(fn, v) for v in tree)
+    return fn(tree)
+
+
 def evaluate(be, eval_step, params, x, y, chunk=10_000):
     """(mean loss, accuracy) over every sample of (x, y), read back once."""
     n = x.shape[0]
@@ -97,11 +144,22 @@ def fit(
     early_stopping=None,
     progress_bar=_identity_bar,
     on_epoch=None,
+    start=None,
+    on_checkpoint=None,
+    stop_requested=None,
 ):
     """Train ``model`` and return (params on the device, per-epoch history).
 
     Host arrays in: they are moved to the device once. Every epoch visits each
     training sample exactly once; the last batch is simply smaller.
+
+    Resuming: ``start`` (a TrainState, e.g. from ``nn.checkpoint``) continues
+    a run where it stood, with its own early stopping (``start.early_stopping``
+    takes the place of ``early_stopping``), and gives the very same result as
+    the uninterrupted run. ``on_checkpoint(state)`` gets a
+    host TrainState after every finished epoch; ``stop_requested()`` is asked
+    before every step, and when it says yes fit raises Interrupted with the
+    state of that moment.
     """
     if batch_size < 1:
         raise XpnetError(f"--batch-size {batch_size} must be >= 1")
@@ -113,19 +171,36 @@ def fit(
     if has_val:
         xv, yv = be.asarray(x_val), be.asarray(y_val)
 
-    params = be.tree_asarray(model.init_params(seed))
-    state = optimizer.init(params)
     train_step = be.make_train_step(model, optimizer, seed=seed, grad=grad)
     eval_step = be.make_eval_step(model)
 
     n = x.shape[0]
     steps = math.ceil(n / batch_size)
-    history = []
-    for epoch in range(epochs):
+    if start is None:
+        params = be.tree_asarray(model.init_params(seed))
+        state = optimizer.init(params)
+        history, first_epoch, first_step, partial, stopped = [], 0, 0, None, False
+    else:
+        _check_start(start, seed, steps)
+        params, state = be.tree_asarray(start.params), map_arrays(be.asarray, start.opt_state)
+        history, early_stopping = list(start.history), start.early_stopping
+        first_epoch, first_step, stopped = start.epoch, start.step, start.stopped
+        partial = start.partial and map_arrays(be.asarray, start.partial)
+
+    def snapshot(epoch, step, running=None, stopped=False):
+        # params and state are read when called: the values of that moment.
+        return TrainState(seed, epoch, step, steps, be.tree_to_host(params), map_arrays(be.to_host, state),
+                          list(history), copy.copy(early_stopping),
+                          running and map_arrays(be.to_host, running), stopped)
+
+    for epoch in range(first_epoch, first_epoch if stopped else epochs):
         started = time.perf_counter()
         order = be.asarray(epoch_permutation(seed, epoch, n))
-        loss_sum, correct = 0.0, 0
-        for i in progress_bar(range(steps), desc=f"epoch {epoch + 1}/{epochs}"):
+        resumed = epoch == first_epoch and first_step > 0
+        loss_sum, correct = partial if resumed else (0.0, 0)
+        for i in progress_bar(range(first_step if resumed else 0, steps), desc=f"epoch {epoch + 1}/{epochs}"):
+            if stop_requested is not None and stop_requested():
+                _interrupt(snapshot(epoch, i, (loss_sum, correct) if i else None))
             idx = order[i * batch_size : (i + 1) * batch_size]
             lr = schedule(epoch + i / steps)
             params, state, loss, batch_correct = train_step(
@@ -138,7 +213,7 @@ def fit(
         val_loss, val_accuracy = evaluate(be, eval_step, params, xv, yv) if has_val else (math.nan, math.nan)
         seconds = time.perf_counter() - started
         if not math.isfinite(train_loss):
-            raise XpnetError(
+            raise Diverged(
                 f"training diverged in epoch {epoch + 1} (loss is {train_loss}): "
                 "lower --lr or use --optimizer adam; no model file was written"
             )
@@ -154,8 +229,32 @@ def fit(
         history.append(record)
         if on_epoch is not None:
             on_epoch(record)
-        if has_val and early_stopping.should_stop(be, epoch + 1, val_loss, params):
+        stop = has_val and early_stopping.should_stop(be, epoch + 1, val_loss, params)
+        if on_checkpoint is not None:
+            on_checkpoint(snapshot(epoch + 1, 0, stopped=stop))
+        if stop:
             break
     if early_stopping.best_params is not None and early_stopping.best_epoch != len(history):
         params = be.tree_asarray(early_stopping.best_params)
     return params, history
+
+
+def _check_start(start, seed, steps):
+    if start.seed != seed or start.steps_per_epoch != steps or len(start.history) != start.epoch:
+        raise XpnetError(
+            f"the saved state (seed {start.seed}, {start.steps_per_epoch} steps per epoch, "
+            f"{len(start.history)} epochs of history for epoch {start.epoch}) does not fit this run "
+            f"(seed {seed}, {steps} steps per epoch): resume with the settings and data it was saved with"
+        )
+    if not 0 <= start.step < steps or (start.step > 0) != (start.partial is not None):
+        raise XpnetError(f"the saved state's step {start.step} is not a point inside an epoch of {steps} steps")
+
+
+def _interrupt(state):
+    """Raise Interrupted, or Diverged when the epoch in progress has already gone non-finite."""
+    if state.partial is not None and not math.isfinite(float(state.partial[0])):
+        raise Diverged(
+            f"training diverged in epoch {state.epoch + 1} (loss is {float(state.partial[0])}): "
+            "lower --lr or use --optimizer adam; no model file was written"
+        )
+    raise Interrupted(state)

@@ -76,14 +76,19 @@ class _Payload:
         return (print, ("this ran while loading",))
 
 
-def _with(**changes):
+def _changed_arrays(changes):
+    """The valid arrays with some replaced (or, given None, removed)."""
     arrays = _valid_arrays()
     for key, value in changes.items():
         if value is None:
             arrays.pop(key)
         else:
             arrays[key] = value
-    return _npz_bytes(**arrays)
+    return arrays
+
+
+def _with(**changes):
+    return _npz_bytes(**_changed_arrays(changes))
 
 
 def _architecture(**changes):
@@ -110,19 +115,6 @@ BAD_FILES = {
 }
 
 
-@pytest.mark.parametrize("name", BAD_FILES)
-def test_bad_model_file_is_one_clear_line(name, tmp_path, capsys):
-    content, needle = BAD_FILES[name]
-    path = tmp_path / "bad.npz"
-    path.write_bytes(content)
-    with pytest.raises(XpnetError) as info:
-        load_model(path)
-    message = str(info.value)
-    assert "\n" not in message
-    assert needle.lower() in message.lower()
-    assert "this ran while loading" not in capsys.readouterr().out
-
-
 def test_missing_model_file_says_how_to_train_one(tmp_path):
     with pytest.raises(XpnetError, match="train.py"):
         load_model(tmp_path / "absent.npz")
@@ -134,3 +126,92 @@ def test_valid_file_is_a_zip_of_plain_arrays(tmp_path):
     with zipfile.ZipFile(tmp_path / "m.npz") as archive:
         names = sorted(archive.namelist())
     assert names == ["architecture.npy", "layers.0.b.npy", "layers.0.w.npy", "layers.1.b.npy", "layers.1.w.npy"]
+
+
+# -- .safetensors: the same model, the same refusals --------------------------
+
+
+def _safetensors_bytes(arrays=None, architecture=None, metadata=None):
+    from safetensors.numpy import save
+
+    arrays = dict(_valid_arrays() if arrays is None else arrays)
+    record = arrays.pop("architecture", None)
+    if metadata is None:
+        metadata = {"architecture": str(record if architecture is None else architecture)}
+    return save(arrays, metadata=metadata)
+
+
+def _safe_with(**changes):
+    return _safetensors_bytes(_changed_arrays(changes))
+
+
+BAD_SAFETENSORS = {
+    "raw pickle": (pickle.dumps(_Payload()), "corrupt"),
+    "truncated": (_safetensors_bytes()[:-40], "corrupt"),
+    "header only": (_safetensors_bytes()[:100], "corrupt"),
+    "npz under the wrong name": (_npz_bytes(**_valid_arrays()), "corrupt"),
+    "no architecture": (_safetensors_bytes(metadata={}), "architecture"),
+    "architecture not JSON": (_safetensors_bytes(architecture="{oops"), "architecture"),
+    "unknown activation": (_safetensors_bytes(architecture=_architecture(activations=["swish"])), "swish"),
+    "sizes not numbers": (_safetensors_bytes(architecture=_architecture(sizes=[4, "3", 2])), "sizes"),
+    "wrong weight shape": (_safe_with(**{"layers.0.w": np.zeros((5, 3), np.float32)}), "layers.0.w"),
+    "missing layer": (_safe_with(**{"layers.1.b": None}), "layers.1.b"),
+    "integer weights": (_safe_with(**{"layers.0.b": np.zeros(3, np.int64)}), "layers.0.b"),
+    "NaN weights": (_safe_with(**{"layers.0.b": np.full(3, np.nan, np.float32)}), "NaN"),
+    "sizes disagree with weights": (_safetensors_bytes(architecture=_architecture(sizes=[4, 8, 2])), "layers.0.w"),
+    "extra arrays": (_safe_with(**{"layers.7.w": np.zeros(2, np.float32)}), "layers.7.w"),
+}
+
+
+def test_safetensors_round_trip_and_metadata(tmp_path):
+    from safetensors import safe_open
+
+    model = MLP(sizes=(13, 7, 5, 4), activations=("sigmoid", "relu"), dropout=0.1, init="glorot")
+    params = _trained_params(model)
+    save_model(tmp_path / "m.safetensors", model, params)
+    loaded_model, loaded = load_model(tmp_path / "m.safetensors")
+    assert loaded_model == model
+    for a, b in zip(params, loaded):
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    # Any safetensors reader sees plain float32 tensors and the architecture as JSON.
+    with safe_open(tmp_path / "m.safetensors", framework="np") as handle:
+        assert sorted(handle.keys()) == [f"layers.{i}.{k}" for i in range(3) for k in ("b", "w")]
+        assert handle.get_tensor("layers.0.w").dtype == np.float32
+        assert json.loads(handle.metadata()["architecture"])["sizes"] == [13, 7, 5, 4]
+
+
+def test_the_extension_picks_the_format(tmp_path):
+    model = MLP(sizes=(4, 3, 2))
+    save_model(tmp_path / "m.npz", model, _trained_params(model))
+    save_model(tmp_path / "m.SAFETENSORS", model, _trained_params(model))
+    assert zipfile.is_zipfile(tmp_path / "m.npz") and not zipfile.is_zipfile(tmp_path / "m.SAFETENSORS")
+    with pytest.raises(XpnetError, match=r"\.npz or \.safetensors"):
+        save_model(tmp_path / "m.bin", model, _trained_params(model))
+    assert not (tmp_path / "m.bin").exists()
+
+
+def test_single_npy_file_is_refused(tmp_path):
+    np.save(tmp_path / "w.npy", np.zeros(3, np.float32))
+    (tmp_path / "w.npz").write_bytes((tmp_path / "w.npy").read_bytes())
+    with pytest.raises(XpnetError, match="not an .npz"):
+        load_model(tmp_path / "w.npz")
+
+
+def _bad_cases():
+    return [pytest.param(".npz", name, id=f"npz-{name}") for name in BAD_FILES] + [
+        pytest.param(".safetensors", name, id=f"safetensors-{name}") for name in BAD_SAFETENSORS
+    ]
+
+
+@pytest.mark.parametrize("suffix, name", _bad_cases())
+def test_bad_model_file_is_one_clear_line(suffix, name, tmp_path, capsys):
+    content, needle = (BAD_FILES if suffix == ".npz" else BAD_SAFETENSORS)[name]
+    path = tmp_path / f"bad{suffix}"
+    path.write_bytes(content)
+    with pytest.raises(XpnetError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert needle.lower() in message.lower()
+    assert "this ran while loading" not in capsys.readouterr().out

@@ -1,0 +1,167 @@
+"""The Hugging Face Hub: a thin, documented wrapper over ``huggingface_hub``.
+
+An xpnet model repo holds three files:
+
+    config.json        the architecture (the same JSON as in the weights' metadata)
+    model.safetensors  float32 weights, the architecture in the header metadata
+    README.md          the model card: metrics, training recipe, how to load it
+
+``write_repo_folder`` lays them out in a local folder; ``push`` uploads such a
+folder (``train.py --push-to-hub owner/name``); ``download`` fetches a repo
+snapshot into the ``huggingface_hub`` cache and returns the folder, which is
+how ``load_model("hf://owner/name")`` and ``gui.py --model hf://owner/name``
+work. Only ``push`` and ``download`` touch the network; everything they
+need is plain files, so the rest is tested offline on a local folder.
+Authentication, cache location and offline mode are huggingface_hub's own:
+``HF_TOKEN`` or ``hf auth login``, ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE=1``.
+"""
+
+import json
+import tempfile
+from pathlib import Path
+
+from backends import XpnetError
+
+from .files import atomic_write_bytes
+from .serialize import REPO_CONFIG, REPO_WEIGHTS, architecture_json, save_model
+
+SCHEME = "hf://"
+REPO_FILES = (REPO_CONFIG, REPO_WEIGHTS, "README.md")
+
+
+def parse_uri(uri):
+    """(repo_id, revision or None) from ``hf://owner/name`` or ``hf://owner/name@revision``."""
+    rest = str(uri)[len(SCHEME):] if str(uri).startswith(SCHEME) else str(uri)
+    repo_id, _, revision = rest.partition("@")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise XpnetError(f"{uri}: a Hub model is named hf://owner/name (optionally @revision)")
+    return repo_id, revision or None
+
+
+def write_repo_folder(folder, model, params, metrics=None, repo_id="owner/name"):
+    """Lay out ``folder`` as a Hub model repo: config.json, model.safetensors, README.md."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(folder / REPO_WEIGHTS, model, params)
+    config = json.dumps(json.loads(architecture_json(model)), indent=2)
+    atomic_write_bytes(folder / REPO_CONFIG, (config + "\n").encode())
+    atomic_write_bytes(folder / "README.md", model_card(model, metrics or {}, repo_id).encode())
+    return folder
+
+
+def model_card(model, metrics, repo_id):
+    """A README.md whose YAML header the Hub reads (tags, dataset, test accuracy)."""
+    layers = "-".join(str(n) for n in model.sizes)
+    accuracy = metrics.get("test_accuracy")
+    header = [
+        "---",
+        "license: mit",
+        "library_name: xpnet",
+        "tags: [xpnet, mlp, mnist, image-classification]",
+        "datasets: [ylecun/mnist]",
+        "metrics: [accuracy]",
+    ]
+    if accuracy is not None:
+        header += [
+            "model-index:",
+            f"- name: {repo_id}",
+            "  results:",
+            "  - task: {type: image-classification, name: Image classification}",
+            "    dataset: {type: ylecun/mnist, name: MNIST, split: test}",
+            "    metrics:",
+            f"    - {{type: accuracy, value: {accuracy:.6f}, name: Test accuracy}}",
+        ]
+    header.append("---")
+    args = metrics.get("args", {})
+    recipe = ", ".join(
+        f"{key} {args[key]}" for key in ("optimizer", "lr", "schedule", "batch_size", "epochs", "seed") if key in args
+    )
+    rows = [
+        ("architecture", f"MLP {layers}, hidden activations {', '.join(model.activations) or 'none'}, output {model.output}"),
+        ("loss", model.loss),
+        ("test accuracy", f"{accuracy:.2%}" if accuracy is not None else "not measured"),
+        ("test loss", f"{metrics['test_loss']:.4f}" if "test_loss" in metrics else "not measured"),
+        ("epochs trained", metrics.get("epochs", "?")),
+        ("trained on", f"{metrics.get('backend', '?')} ({metrics.get('device', '?')})"),
+        ("recipe", recipe or "not recorded"),
+    ]
+    table = "\n".join(f"| {name} | {value} |" for name, value in rows)
+    return f"""{chr(10).join(header)}
+
+# {repo_id.split("/")[-1]}: an MNIST digit classifier trained with xpnet
+
+A multi-layer perceptron for 28x28 grey digits, flattened to 784 floats in
+[0, 1]. Trained with xpnet on MNIST; the validation set was held out from
+the training set, and the test set was used once, at the end.
+
+| | |
+| --- | --- |
+{table}
+
+## Files
+
+- `model.safetensors`: float32 weights `layers.{{i}}.w` (in, out) and
+  `layers.{{i}}.b`, the architecture JSON in the header metadata. No pickle:
+  loading it cannot run code.
+- `config.json`: the same architecture, for reading without a safetensors library.
+
+## How to load
+
+With xpnet:
+
+```python
+from nn.serialize import load_model
+
+model, params = load_model("hf://{repo_id}")   # downloads once into the Hugging Face cache
+probabilities = model.predict(params, pixels)  # pixels: float32 (N, 784) in [0, 1]
+```
+
+Draw digits for it: `uv run gui.py --model hf://{repo_id}`.
+Run it anywhere ONNX runs: `uv run --extra onnx python -m nn.export hf://{repo_id} model.onnx`.
+"""
+
+
+def push(folder, repo_id, *, private=False, token=None):
+    """Upload ``folder`` to the model repo ``repo_id`` (created if needed); returns its URL."""
+    repo_id, _ = parse_uri(repo_id)
+    try:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="Upload xpnet model")
+    # huggingface_hub reports network trouble with its own errors or with its
+    # HTTP client's (requests, httpx, httpx2 across versions): all mean "not uploaded".
+    except Exception as exc:  # noqa: BLE001
+        raise XpnetError(
+            f"could not push to the Hub repo {repo_id} ({_reason(exc)}); "
+            "log in with `hf auth login` or set HF_TOKEN, and check the network"
+        ) from None
+    return str(url)
+
+
+def push_model(repo_id, model, params, metrics=None, *, private=False):
+    """Write the repo folder to a temporary place and push it; returns the repo URL."""
+    with tempfile.TemporaryDirectory(prefix="xpnet-hub-") as folder:
+        write_repo_folder(folder, model, params, metrics, parse_uri(repo_id)[0])
+        return push(folder, repo_id, private=private)
+
+
+def download(uri):
+    """The local folder of a snapshot of ``hf://owner/name[@revision]`` (downloaded once, then cached)."""
+    repo_id, revision = parse_uri(uri)
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(repo_id, revision=revision, allow_patterns=list(REPO_FILES))
+    except Exception as exc:  # noqa: BLE001  (as in push: errors of several HTTP clients)
+        raise XpnetError(
+            f"could not download {uri} from the Hugging Face Hub ({_reason(exc)}); "
+            "check the name, the network, or HF_TOKEN for a private repo"
+        ) from None
+    return Path(folder)
+
+
+def _reason(exc):
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__

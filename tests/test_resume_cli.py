@@ -1,0 +1,207 @@
+"""train.py checkpoints as a user meets them: a run killed with SIGKILL or
+stopped with Ctrl-C, then resumed with --resume DIR alone, ends bit for bit
+where the uninterrupted run ends; a diverging run leaves every file alone.
+
+The data: synthetic digits (tests/digits.py), sized so that an epoch takes
+a few tenths of a second and a kill lands inside the epoch it aims at.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backends import unavailable_reason
+from nn.checkpoint import FILE
+from nn.serialize import load_model, read_safetensors
+from tests.digits import write_digits
+
+ROOT = Path(__file__).resolve().parent.parent
+EPOCHS = 4
+RUN = ["--epochs", EPOCHS, "--batch-size", 8, "--hidden", "64,32", "--dropout", 0.1, "--val-size", 500,
+       "--patience", 3, "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    return write_digits(tmp_path_factory.mktemp("digits"), n_train=5000)
+
+
+def _command(*args):
+    return [sys.executable, str(ROOT / "train.py"), *map(str, args)]
+
+
+def _env():
+    env = dict(os.environ)
+    env.pop("XPNET_BACKEND", None)
+    return env
+
+
+def _train(*args):
+    return subprocess.run(_command(*args), capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=300)
+
+
+def _saved_epoch(folder):
+    """(epoch, step) of the checkpoint in ``folder``, or None while there is none."""
+    if not (Path(folder) / FILE).is_file():
+        return None
+    metadata, _ = read_safetensors(Path(folder) / FILE)  # complete: the write is atomic
+    meta = json.loads(metadata["xpnet-checkpoint"])
+    return meta["epoch"], meta["step"]
+
+
+def _start_and_wait(args, folder, until_epoch):
+    """Start train.py and return it once the checkpoint of ``until_epoch`` exists."""
+    process = subprocess.Popen(_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               cwd=ROOT, env=_env())
+    deadline = time.monotonic() + 240
+    while (_saved_epoch(folder) or (0, 0))[0] < until_epoch:
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"train.py ended or stalled before epoch {until_epoch}: {process.communicate()[1][-2000:]}")
+        time.sleep(0.002)
+    return process
+
+
+def _final_arrays(folder):
+    """Every array of the final checkpoint and its metadata, seconds left out."""
+    metadata, arrays = read_safetensors(Path(folder) / FILE)
+    meta = json.loads(metadata["xpnet-checkpoint"])
+    for record in meta["history"]:
+        record.pop("seconds")
+    return arrays, meta
+
+
+def _assert_same_run(reference, other, exact):
+    ref_arrays, ref_meta = _final_arrays(reference)
+    arrays, meta = _final_arrays(other)
+    assert sorted(arrays) == sorted(ref_arrays)
+    for name in ref_arrays:
+        if exact:
+            np.testing.assert_array_equal(arrays[name], ref_arrays[name], err_msg=name)
+        else:
+            np.testing.assert_allclose(arrays[name], ref_arrays[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    assert [r["epoch"] for r in meta["history"]] == list(range(1, EPOCHS + 1))  # no gap, no duplicate
+    if exact:
+        assert meta["history"] == ref_meta["history"]
+
+
+def _metrics(path):
+    """--metrics-json without what differs between runs that compute the same (times, paths)."""
+    figures = json.loads(Path(path).read_text())
+    for record in figures["history"]:
+        record.pop("seconds")
+    return {k: v for k, v in figures.items() if k not in ("epoch_seconds", "train_seconds", "args", "device")}
+
+
+@pytest.fixture(scope="module")
+def straight(digits, tmp_path_factory):
+    """The uninterrupted runs, one per backend, shared by the tests below."""
+    runs = {}
+
+    def get(backend):
+        if backend not in runs:
+            folder = tmp_path_factory.mktemp(f"straight-{backend}")
+            result = _train("--backend", backend, "--data", digits, *RUN, "--checkpoint-dir", folder / "ck",
+                            "--out", folder / "model.safetensors", "--metrics-json", folder / "metrics.json")
+            assert result.returncode == 0, result.stderr
+            runs[backend] = folder
+        return runs[backend]
+
+    return get
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_run_killed_in_epoch_3_and_resumed_equals_the_straight_run(backend, digits, straight, tmp_path):
+    reason = unavailable_reason(backend)
+    if reason:
+        pytest.skip(f"{backend} backend unavailable: {reason}")
+    reference = straight(backend)
+    ck = tmp_path / "ck"
+    process = _start_and_wait(["--backend", backend, "--data", digits, *RUN, "--checkpoint-dir", ck,
+                               "--out", tmp_path / "model.safetensors", "--metrics-json", tmp_path / "metrics.json"],
+                              ck, until_epoch=2)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    assert _saved_epoch(ck) == (2, 0), "the kill must land in epoch 3: make the epochs longer"
+    assert not (tmp_path / "model.safetensors").exists()
+
+    result = _train("--resume", ck)  # nothing else: the checkpoint knows the run
+    assert result.returncode == 0, result.stderr
+    assert "resuming" in result.stdout and "epoch 3/4" in result.stdout and "epoch 2/4" not in result.stdout
+    exact = backend == "numpy"
+    _assert_same_run(reference / "ck", ck, exact)
+    figures, ref_figures = (_metrics(folder / "metrics.json") for folder in (tmp_path, reference))
+    assert figures["best_epoch"] == ref_figures["best_epoch"] and figures["epochs"] == EPOCHS
+    if exact:
+        assert figures == ref_figures
+    model, params = load_model(tmp_path / "model.safetensors")
+    ref_model, ref_params = load_model(reference / "model.safetensors")
+    assert model == ref_model
+    for a, b in zip(params, ref_params):
+        for k in a:
+            np.testing.assert_allclose(a[k], b[k], rtol=0 if exact else 1e-5, atol=0 if exact else 1e-6)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(digits, straight, tmp_path):
+    reference = straight("numpy")
+    out = tmp_path / "model.safetensors"
+    # No --checkpoint-dir: Ctrl-C still saves one, beside the model file. The
+    # first per-epoch line on stdout tells that epoch 2 is under way.
+    process = subprocess.Popen(_command("--backend", "numpy", "--data", digits, *RUN, "--out", out),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_env())
+    for line in process.stdout:
+        if line.startswith("epoch 1/"):
+            break
+    time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    folder = tmp_path / "model.checkpoint"
+    last = stderr.strip().splitlines()[-1]
+    assert "interrupted in epoch" in last and f"uv run train.py --resume {folder}" in last, stderr
+    assert "Traceback" not in stderr and not out.exists()
+    epoch, step = _saved_epoch(folder)
+    assert (epoch, step) >= (1, 0) and epoch < EPOCHS
+
+    # resumed into a folder of its own, so the final checkpoints can be compared
+    result = _train("--resume", folder)
+    assert result.returncode == 0, result.stderr
+    _assert_same_run(reference / "ck", folder, exact=True)
+    assert out.exists()
+
+
+def test_resume_refuses_conflicting_flags_and_damaged_checkpoints(digits, straight, tmp_path):
+    ck = straight("numpy") / "ck"
+    result = _train("--resume", ck, "--lr", "0.1", "--epochs", "4")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "--lr 0.1" in result.stderr and "--epochs" not in result.stderr  # --epochs 4 agrees
+
+    result = _train("--backend", "numpy", "--data", digits, "--checkpoint-dir", ck)
+    assert result.returncode == 2 and "--resume" in result.stderr, result.stderr
+
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / FILE).write_bytes((ck / FILE).read_bytes()[:-100])
+    result = _train("--resume", damaged)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_diverging_run_writes_no_checkpoint_and_keeps_the_model_file(digits, tmp_path):
+    out = tmp_path / "model.safetensors"
+    out.write_bytes(b"the previous, good model")
+    ck = tmp_path / "ck"
+    result = _train("--backend", "numpy", "--data", digits, "--val-size", "500", "--optimizer", "sgd", "--lr", "1e6",
+                    "--schedule", "constant", "--epochs", "2", "--out", out, "--checkpoint-dir", ck, "--no-progress")
+    assert result.returncode == 2, result.stderr
+    assert "diverged" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert out.read_bytes() == b"the previous, good model"
+    assert not (ck / FILE).exists()
