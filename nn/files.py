@@ -23,6 +23,9 @@ def atomic_write_bytes(path, data):
         raise XpnetError(f"cannot write {path}: {exc.strerror}; choose a writable folder") from None
     try:
         with os.fdopen(fd, "wb") as handle:
+            # mkstemp makes the file private (0600); a model file is meant to be
+            # shared, so give it the permissions open() would have given.
+            _chmod_like_open(handle.fileno())
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -31,6 +34,13 @@ def atomic_write_bytes(path, data):
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_folder(folder)
+
+
+def _chmod_like_open(fd):
+    if hasattr(os, "fchmod"):  # POSIX only; Windows has no mode bits to fix
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
 
 
 def _fsync_folder(folder):

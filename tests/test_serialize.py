@@ -2,7 +2,9 @@
 
 import io
 import json
+import os
 import pickle
+import stat
 import zipfile
 
 import numpy as np
@@ -56,6 +58,15 @@ def test_save_replaces_atomically_and_leaves_no_temp_files(tmp_path):
     save_model(target, model, _trained_params(model))
     assert load_model(target)[0] == model
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX file modes only")
+def test_saved_model_gets_the_mode_a_plain_open_would_give(tmp_path):
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    target = tmp_path / "m.npz"
+    save_model(target, MLP(sizes=(4, 3, 2)), _trained_params(MLP(sizes=(4, 3, 2))))
+    assert stat.S_IMODE(target.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
 
 
 def _npz_bytes(**arrays):
