@@ -1,9 +1,10 @@
 """The training loop: epochs of shuffled minibatches, validation, early stopping.
 
 It is written once for every backend: the backend supplies the compiled
-step, this module decides what happens between steps. Within an epoch
-nothing is read back to the host; losses and correct counts accumulate on
-the device and are read once at the end of the epoch.
+step (or, on JAX, the compiled epoch), this module decides what happens
+between steps and epochs. Within an epoch nothing is read back to the host;
+losses and correct counts accumulate on the device and are read once at
+the end of the epoch.
 """
 
 import math
@@ -23,11 +24,6 @@ def split_validation(x, y, val_size):
         )
     cut = len(x) - val_size
     return x[:cut], y[:cut], x[cut:], y[cut:]
-
-
-def epoch_permutation(seed, epoch, n):
-    """The sample order of one epoch: seeded on the host, identical on every backend."""
-    return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
 
 
 @dataclass
@@ -80,6 +76,41 @@ def _identity_bar(iterable, **_):
     return iterable
 
 
+EPOCH_MODES = ("step", "scan")
+
+
+def _step_epochs(be, model, optimizer, schedule, n, batch_size, seed, grad, progress_bar, epochs):
+    """``run_epoch(params, state, x, y, epoch)``: one compiled step per minibatch."""
+    train_step = be.make_train_step(model, optimizer, seed=seed, grad=grad)
+    steps = math.ceil(n / batch_size)
+
+    def run_epoch(params, state, x, y, epoch):
+        order = be.epoch_permutation(seed, epoch, n)
+        loss_sum, correct = 0.0, 0
+        for i in progress_bar(range(steps), desc=f"epoch {epoch + 1}/{epochs}"):
+            idx = order[i * batch_size : (i + 1) * batch_size]
+            lr = schedule(epoch + i / steps)
+            params, state, loss, batch_correct = train_step(params, state, x, y, idx, lr, epoch * steps + i)
+            loss_sum = loss_sum + loss * idx.shape[0]
+            correct = correct + batch_correct
+        return params, state, loss_sum, correct
+
+    return run_epoch
+
+
+def _scan_epochs(be, model, optimizer, schedule, n, batch_size, seed, grad, progress_bar, epochs):
+    """``run_epoch`` as one compiled call per epoch (the backend's scan); no progress bar."""
+    train_epoch = be.make_train_epoch(model, optimizer, seed=seed, grad=grad, n=n, batch_size=batch_size)
+    steps = math.ceil(n / batch_size)
+
+    def run_epoch(params, state, x, y, epoch):
+        # The schedule stays a host function: its rates for this epoch go in as one array.
+        lrs = np.array([schedule(epoch + i / steps) for i in range(steps)], dtype=np.float32)
+        return train_epoch(params, state, x, y, epoch, lrs)
+
+    return run_epoch
+
+
 def fit(
     be,
     model,
@@ -97,16 +128,22 @@ def fit(
     early_stopping=None,
     progress_bar=_identity_bar,
     on_epoch=None,
+    epoch_mode="step",
 ):
     """Train ``model`` and return (params on the device, per-epoch history).
 
     Host arrays in: they are moved to the device once. Every epoch visits each
     training sample exactly once; the last batch is simply smaller.
+    ``epoch_mode``: "step" dispatches one compiled step per minibatch; "scan"
+    (JAX only) runs each whole epoch as one compiled call, with the same result.
     """
     if batch_size < 1:
         raise XpnetError(f"--batch-size {batch_size} must be >= 1")
     if epochs < 1:
         raise XpnetError(f"--epochs {epochs} must be >= 1")
+    if epoch_mode not in EPOCH_MODES:
+        raise XpnetError(f"unknown --epoch-mode {epoch_mode!r}: choose one of {', '.join(EPOCH_MODES)}")
+    be.check_batch_size(batch_size)
     early_stopping = early_stopping or EarlyStopping()
     x, y = be.asarray(x_train), be.asarray(y_train)
     has_val = x_val is not None and len(x_val) > 0
@@ -114,25 +151,17 @@ def fit(
         xv, yv = be.asarray(x_val), be.asarray(y_val)
 
     params = be.tree_asarray(model.init_params(seed))
-    state = optimizer.init(params)
-    train_step = be.make_train_step(model, optimizer, seed=seed, grad=grad)
+    state = be.place(optimizer.init(params))
+    n = x.shape[0]
+    make_runner = _scan_epochs if epoch_mode == "scan" else _step_epochs
+    run_epoch = make_runner(be, model, optimizer, schedule, n, batch_size, seed, grad, progress_bar, epochs)
     eval_step = be.make_eval_step(model)
 
-    n = x.shape[0]
     steps = math.ceil(n / batch_size)
     history = []
     for epoch in range(epochs):
         started = time.perf_counter()
-        order = be.asarray(epoch_permutation(seed, epoch, n))
-        loss_sum, correct = 0.0, 0
-        for i in progress_bar(range(steps), desc=f"epoch {epoch + 1}/{epochs}"):
-            idx = order[i * batch_size : (i + 1) * batch_size]
-            lr = schedule(epoch + i / steps)
-            params, state, loss, batch_correct = train_step(
-                params, state, x, y, idx, lr, epoch * steps + i
-            )
-            loss_sum = loss_sum + loss * idx.shape[0]
-            correct = correct + batch_correct
+        params, state, loss_sum, correct = run_epoch(params, state, x, y, epoch)
         train_loss = float(be.to_host(loss_sum)) / n
         train_accuracy = int(be.to_host(correct)) / n
         val_loss, val_accuracy = evaluate(be, eval_step, params, xv, yv) if has_val else (math.nan, math.nan)
