@@ -12,11 +12,17 @@ from .errors import XpnetError
 from .random import permutation_from_key, shuffle_key, uniform_from_counter
 
 
+EPOCH_MODES = ("step", "scan")
+
+
 class Backend:
     name = None
     xp = None
     # How this backend can obtain gradients; the first is the default.
     grad_modes = ("manual",)
+    # How an epoch runs: a compiled step per minibatch, or the whole epoch as
+    # one compiled scan. The first is the default.
+    epoch_modes = ("step",)
 
     @classmethod
     def unavailable_reason(cls):
@@ -102,6 +108,17 @@ class Backend:
             )
         return grad
 
+    def check_epoch_mode(self, mode):
+        mode = mode or self.epoch_modes[0]
+        if mode not in EPOCH_MODES:
+            raise XpnetError(f"unknown --epoch-mode {mode!r}: choose one of {', '.join(EPOCH_MODES)}")
+        if mode not in self.epoch_modes:
+            raise XpnetError(
+                f"--epoch-mode {mode} needs --backend jax: the {self.name} backend runs "
+                "one step at a time (use --epoch-mode step)"
+            )
+        return mode
+
     def loss_and_grads_fn(self, model, grad):
         """``f(params, x, y, masks) -> (loss, grads, outputs)``."""
         return model.loss_and_grads
@@ -135,11 +152,9 @@ class Backend:
         return self.compile(step, donate_argnums=(0, 1))
 
     def make_train_epoch(self, model, optimizer, *, seed, grad=None, n, batch_size):
-        """A whole epoch as one compiled call (``--epoch-mode scan``); JAX only."""
-        raise XpnetError(
-            f"--epoch-mode scan needs --backend jax: the {self.name} backend runs "
-            "one step at a time (use --epoch-mode step)"
-        )
+        """A whole epoch as one compiled call (``--epoch-mode scan``), where supported."""
+        self.check_epoch_mode("scan")
+        raise NotImplementedError(f"{type(self).__name__} lists scan in epoch_modes but does not implement it")
 
     def make_eval_step(self, model):
         """``f(params, x, y) -> (summed loss, correct count)`` for one chunk."""

@@ -29,6 +29,7 @@ MESH_AXIS = "batch"
 class JaxBackend(Backend):
     name = "jax"
     grad_modes = ("autodiff", "manual")
+    epoch_modes = ("scan", "step")
 
     def __init__(self):
         import jax
@@ -56,7 +57,7 @@ class JaxBackend(Backend):
         if not 1 <= count <= len(local):
             raise XpnetError(
                 f"--devices {count}: this process sees {len(local)} {local[0].platform.upper()} "
-                f"device(s); choose 1 to {len(local)} or leave it out to use all"
+                f"device{'s' if len(local) > 1 else ''}; use 1 to {len(local)}, or leave --devices out to use all"
             )
         by_process = {}
         for device in jax.devices():

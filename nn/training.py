@@ -76,9 +76,6 @@ def _identity_bar(iterable, **_):
     return iterable
 
 
-EPOCH_MODES = ("step", "scan")
-
-
 def _step_epochs(be, model, optimizer, schedule, n, batch_size, seed, grad, progress_bar, epochs):
     """``run_epoch(params, state, x, y, epoch)``: one compiled step per minibatch."""
     train_step = be.make_train_step(model, optimizer, seed=seed, grad=grad)
@@ -128,21 +125,21 @@ def fit(
     early_stopping=None,
     progress_bar=_identity_bar,
     on_epoch=None,
-    epoch_mode="step",
+    epoch_mode=None,
 ):
     """Train ``model`` and return (params on the device, per-epoch history).
 
     Host arrays in: they are moved to the device once. Every epoch visits each
     training sample exactly once; the last batch is simply smaller.
     ``epoch_mode``: "step" dispatches one compiled step per minibatch; "scan"
-    (JAX only) runs each whole epoch as one compiled call, with the same result.
+    (JAX only) runs each whole epoch as one compiled call, with the same
+    result; None takes the backend's default (scan on JAX, else step).
     """
     if batch_size < 1:
         raise XpnetError(f"--batch-size {batch_size} must be >= 1")
     if epochs < 1:
         raise XpnetError(f"--epochs {epochs} must be >= 1")
-    if epoch_mode not in EPOCH_MODES:
-        raise XpnetError(f"unknown --epoch-mode {epoch_mode!r}: choose one of {', '.join(EPOCH_MODES)}")
+    epoch_mode = be.check_epoch_mode(epoch_mode)
     be.check_batch_size(batch_size)
     early_stopping = early_stopping or EarlyStopping()
     x, y = be.asarray(x_train), be.asarray(y_train)
