@@ -66,7 +66,9 @@ class JaxBackend(Backend):
         self.mesh = jax.sharding.Mesh(numpy.array(chosen), (MESH_AXIS,))
         self._replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
         self._split = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(MESH_AXIS))
-        self._place = jax.jit(lambda tree: tree, out_shardings=self._replicated)
+        self._permutation = jax.jit(
+            lambda key, n: permutation_from_key(self.xp, key, n), static_argnums=1, out_shardings=self._replicated
+        )
 
     def check_batch_size(self, batch_size):
         size = self.mesh.size
@@ -94,9 +96,16 @@ class JaxBackend(Backend):
         return self.jax.make_array_from_callback(host.shape, self._replicated, lambda index: host[index])
 
     def place(self, tree):
-        # Arrays made by jax.numpy sit uncommitted on one device; results come
-        # back replicated on the mesh. Placing both alike avoids a retrace.
-        return self._place(tree)
+        # Arrays made by jax.numpy (Adam's step count) sit uncommitted on one
+        # device, results come back replicated on the mesh: placing both
+        # alike avoids a second trace. The host hop keeps this right under
+        # jax.distributed too, where each process fills only its own devices.
+        def on_mesh(a):
+            if isinstance(a, self.jax.Array) and a.sharding == self._replicated:
+                return a
+            return self.asarray(self.to_host(a))
+
+        return self.jax.tree.map(on_mesh, tree)
 
     def to_host(self, a):
         if isinstance(a, self.jax.Array) and not a.is_fully_addressable:
@@ -123,6 +132,9 @@ class JaxBackend(Backend):
         return self.jax.jit(
             fn, donate_argnums=donate_argnums, in_shardings=self._replicated, out_shardings=self._replicated
         )
+
+    def epoch_permutation(self, seed, epoch, n):
+        return self._permutation(self.asarray(numpy.uint32(shuffle_key(seed, epoch))), n)
 
     def keep_mask(self, seed, step, layer, shape, keep_prob, dtype):
         random = self.jax.random
