@@ -89,7 +89,9 @@ class JaxBackend(Backend):
     def asarray(self, a, dtype=None):
         """``a`` replicated on every device of the mesh (of every process)."""
         if isinstance(a, self.jax.Array):
-            return self.jax.device_put(a if dtype is None else a.astype(dtype), self._replicated)
+            if a.sharding == self._replicated:
+                return a if dtype is None else a.astype(dtype)
+            a = self.to_host(a)
         host = numpy.asarray(a, dtype=dtype)
         host = host.astype(self.jax.dtypes.canonicalize_dtype(host.dtype), copy=False)
         # Callback form: under jax.distributed each process fills only its own devices.
@@ -97,15 +99,9 @@ class JaxBackend(Backend):
 
     def place(self, tree):
         # Arrays made by jax.numpy (Adam's step count) sit uncommitted on one
-        # device, results come back replicated on the mesh: placing both
-        # alike avoids a second trace. The host hop keeps this right under
-        # jax.distributed too, where each process fills only its own devices.
-        def on_mesh(a):
-            if isinstance(a, self.jax.Array) and a.sharding == self._replicated:
-                return a
-            return self.asarray(self.to_host(a))
-
-        return self.jax.tree.map(on_mesh, tree)
+        # device while results come back replicated on the mesh: placing both
+        # alike avoids a second trace of the compiled step.
+        return self.jax.tree.map(self.asarray, tree)
 
     def to_host(self, a):
         if isinstance(a, self.jax.Array) and not a.is_fully_addressable:
