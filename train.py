@@ -109,6 +109,19 @@ def build_parser():
     run.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
                      help="cupy: capture one training step as a CUDA graph and replay it per batch "
                           "(default: on where capture works); --no-cuda-graph launches the kernels one by one")
+    run.add_argument("--epoch-mode", choices=("step", "scan"), default=None,
+                     help="one compiled step per minibatch, or each whole epoch as one compiled jax.lax.scan "
+                          "(JAX only; same result, no progress bar) (default: scan on jax, else step)")
+    run.add_argument("--devices", type=_positive_int, default=None, metavar="N",
+                     help="JAX: split each batch across N devices of this process (default: all of them)")
+
+    dist = p.add_argument_group("several machines (JAX, jax.distributed)")
+    dist.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                      help="address of process 0, the same on every process (default: $XPNET_COORDINATOR)")
+    dist.add_argument("--num-processes", type=_positive_int, default=None, metavar="N",
+                      help="how many processes take part (default: $XPNET_NUM_PROCESSES)")
+    dist.add_argument("--process-id", type=_non_negative_int, default=None, metavar="I",
+                      help="this process's rank, 0 to N-1 (default: $XPNET_PROCESS_ID)")
 
     arch = p.add_argument_group("model")
     arch.add_argument("--hidden", type=_hidden_sizes, default=[128, 64], metavar="N,N",
@@ -197,15 +210,53 @@ def build_run(args):
     else:
         optimizer = nn.SGD(momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay)
     schedule = nn.Schedule(args.schedule, args.lr, args.epochs, args.lr_decay)
-    be = get_backend(args.backend)
+    be = get_backend(_start_distributed(args))
     if args.cuda_graph is not None:
         if be.name == "cupy":
             be.cuda_graph = args.cuda_graph
         elif args.cuda_graph:
             raise XpnetError(f"--cuda-graph needs --backend cupy (the {be.name} backend has no CUDA graphs)")
+    be.use_devices(args.devices)
+    be.check_batch_size(args.batch_size)
     grad = be.check_grad_mode(args.grad)
     stopping = nn.EarlyStopping(args.patience, args.min_delta, args.restore_best)
     return be, grad, model, optimizer, schedule, stopping
+
+
+def _env_int(name, flag):
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        from backends import XpnetError
+
+        raise XpnetError(f"${name}={text!r} must be a whole number (like {flag})") from None
+
+
+def _start_distributed(args):
+    """Join a jax.distributed run when a coordinator is given; returns the backend name to use.
+
+    jax.distributed.initialize() must come before any other JAX call, so
+    this runs before the backend is made.
+    """
+    from backends import XpnetError
+
+    coordinator = args.coordinator or os.environ.get("XPNET_COORDINATOR") or None
+    num_processes = args.num_processes if args.num_processes is not None else _env_int("XPNET_NUM_PROCESSES", "--num-processes")
+    process_id = args.process_id if args.process_id is not None else _env_int("XPNET_PROCESS_ID", "--process-id")
+    if coordinator is None:
+        if num_processes is not None or process_id is not None:
+            raise XpnetError("--num-processes and --process-id need --coordinator HOST:PORT (or $XPNET_COORDINATOR)")
+        return args.backend
+    backend = (args.backend or os.environ.get("XPNET_BACKEND") or "jax").strip().lower()
+    if backend not in ("jax", "auto"):
+        raise XpnetError(f"--coordinator runs jax.distributed: use --backend jax, not {backend}")
+    from backends.jax_backend import start_distributed
+
+    start_distributed(coordinator, num_processes, process_id)
+    return "jax"
 
 
 def _progress_bar(enabled):
@@ -216,11 +267,11 @@ def _progress_bar(enabled):
     return lambda iterable, desc: tqdm(iterable, desc=desc, leave=False, unit="batch", dynamic_ncols=True)
 
 
-def _describe(model, args, be, grad):
+def _describe(model, args, be, grad, epoch_mode):
     layers = "-".join(str(n) for n in model.sizes)
     acts = ",".join(sorted(set(model.activations)))
     return (
-        f"xpnet | backend {be.name} ({be.device_description()}), grad {grad} | "
+        f"xpnet | backend {be.name} ({be.device_description()}), grad {grad}, epoch {epoch_mode} | "
         f"MLP {layers} {acts}, {model.loss} | {args.optimizer} lr {args.lr:g} {args.schedule}, batch {args.batch_size}"
     )
 
@@ -256,7 +307,8 @@ def main(argv=None):
     _check_outputs(args)
     be, grad, model, optimizer, schedule, stopping = build_run(args)
     extra = load_samples(args.extra_data) if args.extra_data else None  # a bad folder fails before MNIST loads
-    print(_describe(model, args, be, grad), flush=True)
+    epoch_mode = be.check_epoch_mode(args.epoch_mode)
+    print(_describe(model, args, be, grad, epoch_mode), flush=True)
     data = load_mnist(args.data)
     x_train, y_train, x_val, y_val = nn.split_validation(data.x_train, data.y_train, args.val_size)
     mixed = ""
@@ -288,7 +340,7 @@ def main(argv=None):
             params, history = nn.fit(
                 be, model, optimizer, schedule, x_train, y_train, x_val, y_val,
                 epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, grad=grad,
-                early_stopping=stopping, progress_bar=_progress_bar(args.progress),
+                early_stopping=stopping, progress_bar=_progress_bar(args.progress), epoch_mode=epoch_mode,
                 on_epoch=lambda record: print(_epoch_line(record, args.epochs), flush=True),
                 start=start, on_checkpoint=save_epoch if folder else None, stop_requested=stop_requested,
             )
@@ -320,6 +372,7 @@ def main(argv=None):
         "backend": be.name,
         "device": be.device_description(),
         "grad": grad,
+        "epoch_mode": epoch_mode,
         "test_accuracy": test_accuracy,
         "test_loss": test_loss,
         "epochs": len(history),

@@ -9,7 +9,10 @@ the same object on every backend.
 import numpy as np
 
 from .errors import XpnetError
-from .random import uniform_from_counter
+from .random import permutation_from_key, shuffle_key, uniform_from_counter
+
+
+EPOCH_MODES = ("step", "scan")
 
 
 class Backend:
@@ -17,6 +20,9 @@ class Backend:
     xp = None
     # How this backend can obtain gradients; the first is the default.
     grad_modes = ("manual",)
+    # How an epoch runs: a compiled step per minibatch, or the whole epoch as
+    # one compiled scan. The first is the default.
+    epoch_modes = ("step",)
 
     @classmethod
     def unavailable_reason(cls):
@@ -38,6 +44,10 @@ class Backend:
     def tree_asarray(self, tree):
         return [{k: self.asarray(v) for k, v in layer.items()} for layer in tree]
 
+    def place(self, tree):
+        """``tree`` (lists, dicts, arrays of this backend) where compiled code expects its inputs."""
+        return tree
+
     def synchronize(self):
         """Wait until all queued device work has finished (for honest timing)."""
 
@@ -49,6 +59,21 @@ class Backend:
     def device_description(self):
         return "CPU"
 
+    # -- devices ----------------------------------------------------------------
+    def use_devices(self, count):
+        """Train on ``count`` devices (None: all). One, unless a backend can split batches."""
+        if count not in (None, 1):
+            raise XpnetError(
+                f"--devices {count} needs --backend jax: the {self.name} backend trains on one device"
+            )
+
+    def check_batch_size(self, batch_size):
+        """Raise XpnetError when ``batch_size`` cannot be split across the devices."""
+
+    def shard_batch(self, a):
+        """``a`` (a batch, leading axis = samples) laid out across the devices."""
+        return a
+
     # -- randomness -----------------------------------------------------------
     def keep_mask(self, seed, step, layer, shape, keep_prob, dtype):
         """A 0/1 dropout mask, a pure function of (seed, step, layer).
@@ -59,6 +84,15 @@ class Backend:
         """
         u = uniform_from_counter(self.xp, seed, step, layer, shape)
         return (u < keep_prob).astype(dtype)
+
+    def epoch_permutation(self, seed, epoch, n):
+        """The order in which epoch ``epoch`` visits the ``n`` samples, on the device.
+
+        A pure function of (seed, epoch), counter-based like ``keep_mask``, and
+        the same on every backend: a compiled whole-epoch scan draws exactly
+        the order that the step-by-step loop does.
+        """
+        return permutation_from_key(self.xp, shuffle_key(seed, epoch), n)
 
     # -- compiling and gradients ----------------------------------------------
     def compile(self, fn, donate_argnums=()):
@@ -74,11 +108,22 @@ class Backend:
             )
         return grad
 
+    def check_epoch_mode(self, mode):
+        mode = mode or self.epoch_modes[0]
+        if mode not in EPOCH_MODES:
+            raise XpnetError(f"unknown --epoch-mode {mode!r}: choose one of {', '.join(EPOCH_MODES)}")
+        if mode not in self.epoch_modes:
+            raise XpnetError(
+                f"--epoch-mode {mode} needs --backend jax: the {self.name} backend runs "
+                "one step at a time (use --epoch-mode step)"
+            )
+        return mode
+
     def loss_and_grads_fn(self, model, grad):
         """``f(params, x, y, masks) -> (loss, grads, outputs)``."""
         return model.loss_and_grads
 
-    def make_train_step(self, model, optimizer, *, seed, grad=None):
+    def train_step_fn(self, model, optimizer, *, seed, grad=None):
         """One minibatch update as ``step(params, state, x_all, y_all, idx, lr, step_no)``.
 
         The whole dataset is an argument and the batch is gathered inside, so
@@ -91,20 +136,32 @@ class Backend:
         xp = self.xp
 
         def step(params, state, x_all, y_all, idx, lr, step_no):
-            x, y = x_all[idx], y_all[idx]
+            idx = self.shard_batch(idx)
+            x, y = self.shard_batch(x_all[idx]), self.shard_batch(y_all[idx])
             masks = model.dropout_masks(self, seed, step_no, x.shape[0], x.dtype)
             loss, grads, outputs = loss_and_grads(params, x, y, masks)
             params, state = optimizer.update(params, grads, state, lr)
             correct = xp.sum(xp.argmax(outputs, axis=1) == y)
             return params, state, loss, correct
 
+        return step
+
+    def make_train_step(self, model, optimizer, *, seed, grad=None):
+        """``train_step_fn`` compiled, its parameter and state buffers reused in place."""
+        step = self.train_step_fn(model, optimizer, seed=seed, grad=grad)
         return self.compile(step, donate_argnums=(0, 1))
+
+    def make_train_epoch(self, model, optimizer, *, seed, grad=None, n, batch_size):
+        """A whole epoch as one compiled call (``--epoch-mode scan``), where supported."""
+        self.check_epoch_mode("scan")
+        raise NotImplementedError(f"{type(self).__name__} lists scan in epoch_modes but does not implement it")
 
     def make_eval_step(self, model):
         """``f(params, x, y) -> (summed loss, correct count)`` for one chunk."""
         xp = self.xp
 
         def evaluate(params, x, y):
+            x, y = self.shard_batch(x), self.shard_batch(y)
             loss, outputs = model.objective(params, x, y, penalty=False)
             correct = xp.sum(xp.argmax(outputs, axis=1) == y)
             return loss * x.shape[0], correct

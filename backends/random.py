@@ -34,13 +34,40 @@ def stream_key(seed, step, layer):
     return _mix32_int(_mix32_int(_mix32_int(seed) ^ step) ^ (layer * _GOLDEN))
 
 
+def _bits(xp, key, size):
+    """``size`` uint32 hashes of the counters 0, 1, ... under ``key``.
+
+    Every stage (xor, add and ``_mix32``'s xorshifts and odd multiplies) is a
+    bijection of uint32, so distinct counters never share a hash.
+    """
+    counter = xp.arange(size, dtype=xp.uint32)
+    return _mix32(xp, _mix32(xp, counter ^ key) + key)
+
+
 def uniform_from_counter(xp, seed, step, layer, shape):
     """float32 uniforms in [0, 1) of ``shape`` for the stream (seed, step, layer)."""
     size = 1
     for n in shape:
         size *= n
-    key = xp.uint32(stream_key(int(seed), int(step), int(layer)))
-    counter = xp.arange(size, dtype=xp.uint32)
-    bits = _mix32(xp, _mix32(xp, counter ^ key) + key)
+    bits = _bits(xp, xp.uint32(stream_key(int(seed), int(step), int(layer))), size)
     # The top 24 bits fill a float32 mantissa exactly.
     return ((bits >> xp.uint32(8)).astype(xp.float32) * xp.float32(2.0**-24)).reshape(shape)
+
+
+# The ``layer`` slot of the epoch-shuffle stream; dropout uses layers 0, 1, ...
+_SHUFFLE_LAYER = 0xFFFF
+
+
+def shuffle_key(seed, epoch):
+    """The 32-bit key of epoch ``epoch``'s sample order, computed on the host."""
+    return stream_key(int(seed), int(epoch), _SHUFFLE_LAYER)
+
+
+def permutation_from_key(xp, key, n):
+    """int32 permutation of range(n): the indices sorted by their keyed hashes.
+
+    The hashes are distinct (``_bits`` is a bijection), so the order never
+    depends on how a sort breaks ties: NumPy, CuPy and JAX (on the host or
+    inside a compiled epoch, with ``key`` a traced uint32) agree exactly.
+    """
+    return xp.argsort(_bits(xp, xp.asarray(key, dtype=xp.uint32), n)).astype(xp.int32)

@@ -1,9 +1,10 @@
 """The training loop: epochs of shuffled minibatches, validation, early stopping.
 
 It is written once for every backend: the backend supplies the compiled
-step, this module decides what happens between steps. Within an epoch
-nothing is read back to the host; losses and correct counts accumulate on
-the device and are read once at the end of the epoch.
+step (or, on JAX, the compiled epoch), this module decides what happens
+between steps and epochs. Within an epoch nothing is read back to the host;
+losses and correct counts accumulate on the device and are read once at
+the end of the epoch.
 """
 
 import copy
@@ -24,11 +25,6 @@ def split_validation(x, y, val_size):
         )
     cut = len(x) - val_size
     return x[:cut], y[:cut], x[cut:], y[cut:]
-
-
-def epoch_permutation(seed, epoch, n):
-    """The sample order of one epoch: seeded on the host, identical on every backend."""
-    return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
 
 
 @dataclass
@@ -127,6 +123,19 @@ def _identity_bar(iterable, **_):
     return iterable
 
 
+def _scan_epochs(be, model, optimizer, schedule, n, batch_size, seed, grad):
+    """``run_epoch(params, state, x, y, epoch)``: one compiled call per epoch (the backend's scan)."""
+    train_epoch = be.make_train_epoch(model, optimizer, seed=seed, grad=grad, n=n, batch_size=batch_size)
+    steps = math.ceil(n / batch_size)
+
+    def run_epoch(params, state, x, y, epoch):
+        # The schedule stays a host function: its rates for this epoch go in as one array.
+        lrs = np.array([schedule(epoch + i / steps) for i in range(steps)], dtype=np.float32)
+        return train_epoch(params, state, x, y, epoch, lrs)
+
+    return run_epoch
+
+
 def fit(
     be,
     model,
@@ -144,6 +153,7 @@ def fit(
     early_stopping=None,
     progress_bar=_identity_bar,
     on_epoch=None,
+    epoch_mode=None,
     start=None,
     on_checkpoint=None,
     stop_requested=None,
@@ -153,18 +163,25 @@ def fit(
     Host arrays in: they are moved to the device once. Every epoch visits each
     training sample exactly once; the last batch is simply smaller.
 
+    ``epoch_mode``: "step" dispatches one compiled step per minibatch; "scan"
+    (JAX only) runs each whole epoch as one compiled call, with the same
+    result; None takes the backend's default (scan on JAX, else step).
+
     Resuming: ``start`` (a TrainState, e.g. from ``nn.checkpoint``) continues
     a run where it stood, with its own early stopping (``start.early_stopping``
     takes the place of ``early_stopping``), and gives the very same result as
     the uninterrupted run. ``on_checkpoint(state)`` gets a
     host TrainState after every finished epoch; ``stop_requested()`` is asked
     before every step, and when it says yes fit raises Interrupted with the
-    state of that moment.
+    state of that moment. In scan mode it is asked once per epoch, and a
+    state saved inside an epoch finishes that epoch step by step.
     """
     if batch_size < 1:
         raise XpnetError(f"--batch-size {batch_size} must be >= 1")
     if epochs < 1:
         raise XpnetError(f"--epochs {epochs} must be >= 1")
+    epoch_mode = be.check_epoch_mode(epoch_mode)
+    be.check_batch_size(batch_size)
     early_stopping = early_stopping or EarlyStopping()
     x, y = be.asarray(x_train), be.asarray(y_train)
     has_val = x_val is not None and len(x_val) > 0
@@ -172,17 +189,18 @@ def fit(
         xv, yv = be.asarray(x_val), be.asarray(y_val)
 
     train_step = be.make_train_step(model, optimizer, seed=seed, grad=grad)
+    n = x.shape[0]
+    scan_epoch = _scan_epochs(be, model, optimizer, schedule, n, batch_size, seed, grad) if epoch_mode == "scan" else None
     eval_step = be.make_eval_step(model)
 
-    n = x.shape[0]
     steps = math.ceil(n / batch_size)
     if start is None:
         params = be.tree_asarray(model.init_params(seed))
-        state = optimizer.init(params)
+        state = be.place(optimizer.init(params))
         history, first_epoch, first_step, partial, stopped = [], 0, 0, None, False
     else:
         _check_start(start, seed, steps)
-        params, state = be.tree_asarray(start.params), map_arrays(be.asarray, start.opt_state)
+        params, state = be.tree_asarray(start.params), be.place(map_arrays(be.asarray, start.opt_state))
         history, early_stopping = list(start.history), start.early_stopping
         first_epoch, first_step, stopped = start.epoch, start.step, start.stopped
         partial = start.partial and map_arrays(be.asarray, start.partial)
@@ -195,19 +213,22 @@ def fit(
 
     for epoch in range(first_epoch, first_epoch if stopped else epochs):
         started = time.perf_counter()
-        order = be.asarray(epoch_permutation(seed, epoch, n))
         resumed = epoch == first_epoch and first_step > 0
-        loss_sum, correct = partial if resumed else (0.0, 0)
-        for i in progress_bar(range(first_step if resumed else 0, steps), desc=f"epoch {epoch + 1}/{epochs}"):
+        if scan_epoch is not None and not resumed:
             if stop_requested is not None and stop_requested():
-                _interrupt(snapshot(epoch, i, (loss_sum, correct) if i else None))
-            idx = order[i * batch_size : (i + 1) * batch_size]
-            lr = schedule(epoch + i / steps)
-            params, state, loss, batch_correct = train_step(
-                params, state, x, y, idx, lr, epoch * steps + i
-            )
-            loss_sum = loss_sum + loss * idx.shape[0]
-            correct = correct + batch_correct
+                _interrupt(snapshot(epoch, 0))
+            params, state, loss_sum, correct = scan_epoch(params, state, x, y, epoch)
+        else:
+            order = be.epoch_permutation(seed, epoch, n)
+            loss_sum, correct = partial if resumed else (0.0, 0)
+            for i in progress_bar(range(first_step if resumed else 0, steps), desc=f"epoch {epoch + 1}/{epochs}"):
+                if stop_requested is not None and stop_requested():
+                    _interrupt(snapshot(epoch, i, (loss_sum, correct) if i else None))
+                idx = order[i * batch_size : (i + 1) * batch_size]
+                lr = schedule(epoch + i / steps)
+                params, state, loss, batch_correct = train_step(params, state, x, y, idx, lr, epoch * steps + i)
+                loss_sum = loss_sum + loss * idx.shape[0]
+                correct = correct + batch_correct
         train_loss = float(be.to_host(loss_sum)) / n
         train_accuracy = int(be.to_host(correct)) / n
         val_loss, val_accuracy = evaluate(be, eval_step, params, xv, yv) if has_val else (math.nan, math.nan)

@@ -17,7 +17,7 @@ import numpy
 CUPY_NAMES = frozenset({
     "asarray", "asnumpy", "empty", "zeros", "zeros_like", "ones", "arange", "float32", "int32", "uint32",
     "ndarray", "cuda", "RawModule", "sum", "argmax", "maximum", "exp", "log", "where", "abs", "sqrt",
-    "sign", "tanh", "mean", "max", "__version__",
+    "sign", "tanh", "mean", "max", "argsort", "__version__",
 })
 
 
