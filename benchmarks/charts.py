@@ -1,0 +1,107 @@
+"""PNG charts of a benchmark document (matplotlib, the optional ``bench`` extra)."""
+
+from pathlib import Path
+
+from .probe import THRESHOLDS
+
+
+def draw(doc, folder):
+    """Draw every chart into ``folder``; returns one line saying what was written."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "charts skipped: matplotlib is not installed (uv sync --extra bench)"
+    folder = Path(folder)
+    written = []
+    for name, draw_one in (("sweep_width.png", _sweep_width), ("sweep_batch.png", _sweep_batch),
+                           ("accuracy_time.png", _accuracy_time)):
+        fig = draw_one(plt, doc)
+        if fig is not None:
+            fig.savefig(folder / name, dpi=120)
+            plt.close(fig)
+            written.append(name)
+    return f"charts: {', '.join(written) or 'none (nothing measured)'} in {folder}"
+
+
+def _colors(doc):
+    palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+    return {row["variant"]: palette[i % len(palette)] for i, row in enumerate(doc["rows"])}
+
+
+def _title(doc, what):
+    m = doc["machine"]
+    return f"{what}\n{m['cpu']}, {m['cores_usable']} cores, {doc['created'][:10]} ({doc['mode']} run)"
+
+
+def _sweep(plt, doc, kind, x_of, xlabel, what):
+    rows = [r for r in doc["rows"] if r["sweep"]]
+    if not rows:
+        return None
+    colors = _colors(doc)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
+    for row in rows:
+        points = row["sweep"][kind]
+        xs = [x_of(p) for p in points]
+        style = {"color": colors[row["variant"]], "marker": "o", "label": row["variant"], "linewidth": 2}
+        left.plot(xs, [p["epoch_seconds"] for p in points], **style)
+        right.plot(xs, [100 * p["fraction_of_ceiling"] for p in points], **style)
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.set_xlabel(xlabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    left.set_yscale("log")
+    left.set_ylabel("seconds per epoch (55,000 images, log scale)")
+    left.set_title("cost per epoch (lower is faster)")
+    right.set_ylabel(f"% of the matmul ceiling ({doc['matmul_ceiling_gflops']:,.0f} GFLOP/s)")
+    right.set_ylim(bottom=0)
+    right.set_title("share of the machine's float32 matmul throughput")
+    fig.suptitle(_title(doc, what))
+    return fig
+
+
+def _sweep_width(plt, doc):
+    return _sweep(plt, doc, "width", lambda p: p["sizes"][1], "hidden width H (model 784-H-H/2-10, batch 128)",
+                  "Seconds per epoch as the hidden width grows")
+
+
+def _sweep_batch(plt, doc):
+    sizes = "-".join(str(n) for n in doc["config"]["sizes"])
+    return _sweep(plt, doc, "batch", lambda p: p["batch"], f"batch size (model {sizes})",
+                  "Seconds per epoch as the batch grows")
+
+
+def _accuracy_time(plt, doc):
+    rows = [r for r in doc["rows"] if r["accuracy_runs"]]
+    if not rows:
+        return None
+    colors = _colors(doc)
+    fig, ax = plt.subplots(figsize=(10, 6), constrained_layout=True)
+    lowest = 1.0
+    for row in rows:
+        longest = max(run["epochs"] for run in row["accuracy_runs"])
+        for run in row["accuracy_runs"]:
+            if row["backend"] == "torch" and run["epochs"] != longest:
+                continue  # the reference's shorter runs are prefixes of its longest one
+            xs = [p["seconds"] for p in run["curve"]]
+            ys = [100 * p["test_accuracy"] for p in run["curve"]]
+            lowest = min(lowest, min(ys) / 100)
+            ax.plot(xs, ys, color=colors[row["variant"]], marker="o", markersize=4, linewidth=2,
+                    linestyle="-" if run["epochs"] == longest else "--",
+                    label=f"{row['variant']}, {run['epochs']} epochs: {run['recipe']}")
+    for threshold in THRESHOLDS:
+        ax.axhline(100 * threshold, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(f"{threshold:.1%}", (1, 100 * threshold), xycoords=("axes fraction", "data"),
+                    ha="right", va="bottom", color="grey")
+    ax.set_xscale("log")
+    ax.set_ylim(max(90.0, 100 * lowest - 0.3), None)
+    ax.set_xlabel("wall seconds of training, compile included (log scale)")
+    ax.set_ylabel("test accuracy after each epoch (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(_title(doc, "Test accuracy against wall time"))
+    return fig
