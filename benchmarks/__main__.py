@@ -52,6 +52,7 @@ def main(argv=None):
     torch = runner.find_torch_python(args.torch_python) if any(v.is_torch for v in chosen) else (None, None)
     started = datetime.datetime.now(datetime.timezone.utc)
     machine = probe.machine()
+    cpu_before = probe.cpu_seconds()
     data = load_mnist(args.data)
     results, config = runner.run(
         chosen, settings, data, seed=args.seed, batch=defaults.batch_size,
@@ -59,9 +60,14 @@ def main(argv=None):
         torch=torch, progress=args.progress,
     )
     rows, ceiling = runner.rows(chosen, results)
+    wall_seconds = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()
+    machine["load_average_at_end"] = probe.load_average()
+    machine["cpu_share_of_other_processes"] = probe.others_share(
+        cpu_before, probe.cpu_seconds(), wall_seconds, machine["cores_logical"])
     document = {
         "schema": 1,
         "created": started.isoformat(timespec="seconds"),
+        "wall_seconds": wall_seconds,
         "mode": "quick" if args.quick else "full",
         "command": " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine,
@@ -69,15 +75,17 @@ def main(argv=None):
         "config": config,
         "rows": rows,
     }
-    text = report.markdown(document)
-    print(text)
+    # The measurements are written before anything renders them.
     payload = (json.dumps(document, indent=2, allow_nan=False) + "\n").encode()
     if args.json:
         atomic_write_bytes(args.json, payload)
-    if args.out:
-        out = Path(args.out)
+    out = Path(args.out) if args.out else None
+    if out:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / "benchmark.json", payload)
+    text = report.markdown(document)
+    print(text)
+    if out:
         atomic_write_bytes(out / "benchmark.md", text.encode())
         message = charts.draw(document, out)
         print(message, file=sys.stderr)

@@ -55,6 +55,7 @@ def _sweep(plt, doc, kind, x_of, xlabel, what):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     left.set_yscale("log")
+    left.yaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:g}"))
     left.set_ylabel("seconds per epoch (55,000 images, log scale)")
     left.set_title("cost per epoch (lower is faster)")
     right.set_ylabel(f"% of the matmul ceiling ({doc['matmul_ceiling_gflops']:,.0f} GFLOP/s)")
@@ -95,9 +96,12 @@ def _accuracy_time(plt, doc):
                     label=f"{row['variant']}, {run['epochs']} epochs: {run['recipe']}")
     for threshold in THRESHOLDS:
         ax.axhline(100 * threshold, color="grey", linestyle=":", linewidth=1)
-        ax.annotate(f"{threshold:.1%}", (1, 100 * threshold), xycoords=("axes fraction", "data"),
-                    ha="right", va="bottom", color="grey")
+        ax.annotate(f"{threshold:.1%}", (0.005, 100 * threshold), xycoords=("axes fraction", "data"),
+                    ha="left", va="bottom", color="grey")
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(plt.LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_ylim(max(90.0, 100 * lowest - 0.3), None)
     ax.set_xlabel("wall seconds of training, compile included (log scale)")
     ax.set_ylabel("test accuracy after each epoch (%)")

@@ -135,6 +135,34 @@ def gpus():
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
+def cpu_seconds():
+    """(CPU seconds every process on the machine has used since boot, CPU seconds of this
+    process and its finished children), or None where /proc/stat is missing."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    machine_busy = (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+    own = sum(getattr(resource.getrusage(who), field)
+              for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for field in ("ru_utime", "ru_stime"))
+    return machine_busy, own
+
+
+def others_share(before, after, wall_seconds, cores):
+    """The share of the machine's CPU capacity that other processes used between two ``cpu_seconds()``."""
+    if before is None or after is None or wall_seconds <= 0:
+        return None
+    others = (after[0] - before[0]) - (after[1] - before[1])
+    return max(0.0, others / (wall_seconds * cores))
+
+
+def load_average():
+    """The 1, 5 and 15 minute load averages, or None where the OS has none."""
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
 def machine():
     return {
         "cpu": cpu_model(),
@@ -144,7 +172,7 @@ def machine():
         "os": platform.platform(terse=True),
         "python": platform.python_version(),
         "gpus": gpus(),
-        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "load_average_at_start": load_average(),
     }
 
 

@@ -10,6 +10,8 @@ RATIO_GOALS = (
     ("NumPy one-digit inference", "numpy", "infer_one_ratio_to_torch", 0.3),
 )
 ACCURACY_GOALS = ((5, 0.98), (15, 0.983))
+# Above this share of the CPU taken by other processes, the report warns.
+SHARED_MACHINE = 0.05
 
 
 def _num(value, digits=2, suffix=""):
@@ -37,10 +39,23 @@ def _table(header, rows):
 def machine_line(doc):
     m = doc["machine"]
     gpus = ", ".join(m["gpus"]) or "no GPU"
-    load = m.get("load_average_at_start")
-    load_text = f"; load average at start {load[0]:.2f}" if load else ""
     return (f"{m['cpu']}, {m['cores_logical']} logical cores ({m['cores_usable']} usable), {m['arch']}, "
-            f"{gpus}, {m['os']}, Python {m['python']}{load_text}")
+            f"{gpus}, {m['os']}, Python {m['python']}")
+
+
+def load_line(doc):
+    """How much of the CPU other processes took during the run, with a warning when it matters."""
+    m = doc["machine"]
+    share = m.get("cpu_share_of_other_processes")
+    start, end = m.get("load_average_at_start"), m.get("load_average_at_end")
+    load = f"1-minute load average {start[0]:.2f} before, {end[0]:.2f} after" if start and end else ""
+    if share is None:
+        return f"Other processes: not measurable on this OS. {load}".strip() + "."
+    text = f"Other processes used {share:.0%} of the machine's CPU time during the run ({load})"
+    if share > SHARED_MACHINE:
+        text += (". **The machine was shared with other work: threaded BLAS (NumPy, PyTorch) suffers "
+                 "most; re-run on a quiet machine before trusting these timings.**")
+    return text + "."
 
 
 def blas_text(row):
@@ -200,7 +215,9 @@ def markdown(doc):
         f"# xpnet benchmark, {doc['created'][:10]}, {m['cpu']} ({m['cores_usable']} cores)",
         "",
         f"Machine: {machine_line(doc)}.  ",
-        f"Run: `{doc['command']}` ({doc['mode']} mode), started {doc['created']}. Real MNIST: "
+        f"{load_line(doc)}  ",
+        f"Run: `{doc['command']}` ({doc['mode']} mode), started {doc['created']}, "
+        f"{doc['wall_seconds'] / 60:.1f} minutes in all. Real MNIST: "
         f"{cfg['counts']['train']:,} train / {cfg['counts']['val']:,} validation / {cfg['counts']['test']:,} test "
         "images. Each variant and phase ran in a process of its own, one after another.",
     ]

@@ -201,6 +201,8 @@ def rows(variants, results):
             "threads": speed.get("threads"),
             "versions": speed.get("versions"),
             "sweep": {k: sweep[k] for k in ("width", "batch")} if sweep.get("status") == "ok" else None,
+            "phase_seconds": {p: results[v.name][p]["wall_seconds"] for p in PHASES
+                              if "wall_seconds" in results[v.name].get(p, {})},
             "errors": {p: results[v.name][p]["stderr_tail"] for p in PHASES
                        if "stderr_tail" in results[v.name].get(p, {})},
         }

@@ -39,7 +39,7 @@ def tiny_run(names):
     results, config = runner.run(chosen, TINY, tiny_data(), seed=0, batch=32, sizes=SIZES, val_size=100,
                                  torch=runner.find_torch_python(None), progress=False)
     rows, ceiling = runner.rows(chosen, results)
-    return {"schema": 1, "created": "2026-01-01T00:00:00+00:00", "mode": "test", "command": "test",
+    return {"schema": 1, "created": "2026-01-01T00:00:00+00:00", "wall_seconds": 1.0, "mode": "test", "command": "test",
             "machine": probe.machine(), "matmul_ceiling_gflops": ceiling, "config": config, "rows": rows}
 
 
