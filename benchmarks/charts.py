@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from .probe import THRESHOLDS
+from .report import SHARED_MACHINE
 
 
 def draw(doc, folder):
@@ -33,7 +34,11 @@ def _colors(doc):
 
 def _title(doc, what):
     m = doc["machine"]
-    return f"{what}\n{m['cpu']}, {m['cores_usable']} cores, {doc['created'][:10]} ({doc['mode']} run)"
+    title = f"{what}\n{m['cpu']}, {m['cores_usable']} cores, {doc['created'][:10]} ({doc['mode']} run)"
+    share = m.get("cpu_share_of_other_processes")
+    if share is not None and share > SHARED_MACHINE:
+        title += f"; other processes took {share:.0%} of the CPU during the run"
+    return title
 
 
 def _sweep(plt, doc, kind, x_of, xlabel, what):
@@ -56,7 +61,7 @@ def _sweep(plt, doc, kind, x_of, xlabel, what):
         ax.legend()
     left.set_yscale("log")
     left.yaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:g}"))
-    left.set_ylabel("seconds per epoch (55,000 images, log scale)")
+    left.set_ylabel(f"seconds per epoch ({doc['config']['counts']['train']:,} images, log scale)")
     left.set_title("cost per epoch (lower is faster)")
     right.set_ylabel(f"% of the matmul ceiling ({doc['matmul_ceiling_gflops']:,.0f} GFLOP/s)")
     right.set_ylim(bottom=0)
@@ -66,7 +71,8 @@ def _sweep(plt, doc, kind, x_of, xlabel, what):
 
 
 def _sweep_width(plt, doc):
-    return _sweep(plt, doc, "width", lambda p: p["sizes"][1], "hidden width H (model 784-H-H/2-10, batch 128)",
+    return _sweep(plt, doc, "width", lambda p: p["sizes"][1],
+                  f"hidden width H (model 784-H-H/2-10, batch {doc['config']['batch']})",
                   "Seconds per epoch as the hidden width grows")
 
 
@@ -81,31 +87,31 @@ def _accuracy_time(plt, doc):
     if not rows:
         return None
     colors = _colors(doc)
-    fig, ax = plt.subplots(figsize=(10, 6), constrained_layout=True)
-    lowest = 1.0
-    for row in rows:
-        longest = max(run["epochs"] for run in row["accuracy_runs"])
-        for run in row["accuracy_runs"]:
-            if row["backend"] == "torch" and run["epochs"] != longest:
-                continue  # the reference's shorter runs are prefixes of its longest one
-            xs = [p["seconds"] for p in run["curve"]]
-            ys = [100 * p["test_accuracy"] for p in run["curve"]]
-            lowest = min(lowest, min(ys) / 100)
-            ax.plot(xs, ys, color=colors[row["variant"]], marker="o", markersize=4, linewidth=2,
-                    linestyle="-" if run["epochs"] == longest else "--",
-                    label=f"{row['variant']}, {run['epochs']} epochs: {run['recipe']}")
-    for threshold in THRESHOLDS:
-        ax.axhline(100 * threshold, color="grey", linestyle=":", linewidth=1)
-        ax.annotate(f"{threshold:.1%}", (0.005, 100 * threshold), xycoords=("axes fraction", "data"),
-                    ha="left", va="bottom", color="grey")
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(plt.LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
-    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.xaxis.set_minor_formatter(plt.NullFormatter())
-    ax.set_ylim(max(90.0, 100 * lowest - 0.3), None)
-    ax.set_xlabel("wall seconds of training, compile included (log scale)")
-    ax.set_ylabel("test accuracy after each epoch (%)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.suptitle(_title(doc, "Test accuracy against wall time"))
+    lengths = sorted({run["epochs"] for r in rows for run in r["accuracy_runs"]})
+    fig, axes = plt.subplots(1, len(lengths), figsize=(8 * len(lengths), 6), sharey=True,
+                             squeeze=False, constrained_layout=True)
+    lowest = min(p["test_accuracy"] for r in rows for run in r["accuracy_runs"] for p in run["curve"])
+    for ax, epochs in zip(axes[0], lengths):
+        for row in rows:
+            for run in row["accuracy_runs"]:
+                if run["epochs"] != epochs:
+                    continue
+                ax.plot([p["seconds"] for p in run["curve"]], [100 * p["test_accuracy"] for p in run["curve"]],
+                        color=colors[row["variant"]], marker="o", markersize=4, linewidth=2,
+                        label=f"{row['variant']}: {run['recipe']}")
+        for threshold in THRESHOLDS:
+            ax.axhline(100 * threshold, color="grey", linestyle=":", linewidth=1)
+            ax.annotate(f"{threshold:.1%}", (0.005, 100 * threshold), xycoords=("axes fraction", "data"),
+                        ha="left", va="bottom", color="grey")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(plt.LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.set_title(f"runs of {epochs} epochs (one point per epoch)")
+        ax.set_xlabel("wall seconds of training, compile included (log scale)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0][0].set_ylim(max(90.0, 100 * lowest - 0.3), None)
+    axes[0][0].set_ylabel("test accuracy after each epoch (%)")
+    fig.suptitle(_title(doc, "Test accuracy against wall time, each library's default recipe"))
     return fig

@@ -48,6 +48,26 @@ def time_calls(fn, repeats, warmup=3):
     return seconds
 
 
+def speed_result(*, recipe, device, epoch_seconds, n_train, one_seconds, test_set_seconds, matmul_gflops,
+                 device_memory_mib, threads, versions):
+    """The speed phase's measurements, the same fields from every kind of child."""
+    steady = epoch_seconds[1:]
+    return {
+        "recipe": recipe,
+        "device": device,
+        "first_epoch_seconds": epoch_seconds[0],
+        "epoch_seconds": steady,
+        "epoch_seconds_median": statistics.median(steady),
+        "samples_per_second": n_train / statistics.median(steady),
+        "infer_one_us": summary([s * 1e6 for s in one_seconds]),
+        "infer_test_set_ms": summary([s * 1e3 for s in test_set_seconds]),
+        "matmul_gflops": matmul_gflops,
+        "device_memory_mib": device_memory_mib,
+        "threads": threads,
+        "versions": versions,
+    }
+
+
 def matmul_gflops(seconds, n):
     return 2 * n**3 / min(seconds) / 1e9
 
@@ -136,15 +156,17 @@ def gpus():
 
 
 def cpu_seconds():
-    """(CPU seconds every process on the machine has used since boot, CPU seconds of this
-    process and its finished children), or None where /proc/stat is missing."""
+    """(CPU seconds every process on the machine, and the hypervisor's other guests, have
+    used since boot; CPU seconds of this process and its finished children), or None
+    where /proc/stat is missing."""
     try:
         with open("/proc/stat") as f:
             fields = [int(v) for v in f.readline().split()[1:]]
     except (OSError, ValueError):
         return None
-    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
-    machine_busy = (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0])[:8]
+    # Steal is time the hypervisor gave to other virtual machines: lost to this run all the same.
+    machine_busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
     own = sum(getattr(resource.getrusage(who), field)
               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for field in ("ru_utime", "ru_stime"))
     return machine_busy, own

@@ -135,21 +135,12 @@ def speed(spec):
     probe.tick()
     matmul = matmul_gflops(dev, cfg["matmul_n"], cfg["matmul_repeats"])
     probe.tick()
-    steady = seconds[1:]
-    return {
-        "recipe": recipe(spec),
-        "device": describe_device(dev),
-        "first_epoch_seconds": seconds[0],
-        "epoch_seconds": steady,
-        "epoch_seconds_median": statistics.median(steady),
-        "samples_per_second": len(x) / statistics.median(steady),
-        "infer_one_us": probe.summary([s * 1e6 for s in one]),
-        "infer_test_set_ms": probe.summary([s * 1e3 for s in whole]),
-        "matmul_gflops": matmul,
-        "device_memory_mib": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None,
-        "threads": threads(),
-        "versions": {"torch": torch.__version__},
-    }
+    memory = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None
+    return probe.speed_result(
+        recipe=recipe(spec), device=describe_device(dev), epoch_seconds=seconds, n_train=len(x),
+        one_seconds=one, test_set_seconds=whole, matmul_gflops=matmul, device_memory_mib=memory,
+        threads=threads(), versions={"torch": torch.__version__},
+    )
 
 
 def matmul_gflops(dev, n, repeats):

@@ -125,21 +125,11 @@ def speed(spec, variant):
     probe.tick()
     matmul = matmul_gflops(be, cfg["matmul_n"], cfg["matmul_repeats"])
     probe.tick()
-    steady = seconds[1:]
-    return {
-        "recipe": describe_recipe(run),
-        "device": be.device_description(),
-        "first_epoch_seconds": seconds[0],
-        "epoch_seconds": steady,
-        "epoch_seconds_median": statistics.median(steady),
-        "samples_per_second": len(x_train) / statistics.median(steady),
-        "infer_one_us": probe.summary([s * 1e6 for s in one]),
-        "infer_test_set_ms": probe.summary([s * 1e3 for s in whole]),
-        "matmul_gflops": matmul,
-        "device_memory_mib": device_memory_mib(be),
-        "threads": threads(be),
-        "versions": versions(),
-    }
+    return probe.speed_result(
+        recipe=describe_recipe(run), device=be.device_description(), epoch_seconds=seconds,
+        n_train=len(x_train), one_seconds=one, test_set_seconds=whole, matmul_gflops=matmul,
+        device_memory_mib=device_memory_mib(be), threads=threads(be), versions=versions(),
+    )
 
 
 def matmul_gflops(be, n, repeats):
