@@ -94,7 +94,7 @@ def sweep_sizes(width):
 
 
 def sweep_point(sizes, batch, n_train, step_seconds):
-    """One sweep point from the median seconds of one training step."""
+    """One sweep point from the seconds of one training step."""
     epoch_seconds = step_seconds * epoch_steps(n_train, batch)
     flops = training_flops_per_sample(sizes) * n_train
     return {

@@ -163,7 +163,7 @@ def sweep_section(doc):
         "## How cost grows",
         "",
         f"Seconds per training epoch of {cfg['counts']['train']:,} images, extrapolated: {sweep['steps']} "
-        f"training steps timed (fewer where the batch is large), median of {sweep['repeats']} repeats after a "
+        f"training steps timed (fewer where the batch is large), the fastest of {sweep['repeats']} repeats after a "
         "warm-up, times the steps in an epoch; no validation pass. In brackets: the fraction of the matmul "
         f"ceiling ({ceiling:,.0f} GFLOP/s, the fastest float32 {cfg['speed']['matmul_n']}² matmul any library "
         "did in this run) that the epoch's FLOPs reach; FLOPs per sample are 2·Σ in·out forward and about "
