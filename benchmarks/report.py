@@ -101,6 +101,9 @@ def speed_section(doc):
             _num(r["matmul_gflops"], 0),
         ])
     timed = cfg["speed"]["epochs"] - 1
+    rounds = cfg["speed"].get("rounds", 1)
+    rounds_text = (f" Every variant ran this phase {rounds} times, taking turns; each row shows its round "
+                   "with the lowest median (all rounds are in the JSON)." if rounds > 1 else "")
     return "\n".join([
         f"## Speed: {sizes} ReLU, batch {cfg['batch']}, Adam 1e-3 constant (every row)",
         "",
@@ -110,7 +113,7 @@ def speed_section(doc):
         "host image in, host probabilities out, as the GUI does it (median of "
         f"{cfg['speed']['infer_repeats']}). Test set: {cfg['counts']['test']:,} images already on the device. "
         f"×{REFERENCE}: this row divided by the {REFERENCE} row (lower is faster). Peak RSS: the whole "
-        "child process of this phase.",
+        f"child process of this phase.{rounds_text}",
         "",
         _table(["variant", "options", "epoch s (min–max)", f"×{REFERENCE}", "first epoch s", "samples/s",
                 "one digit µs", f"×{REFERENCE}", "test set ms", "peak RSS MiB", "device MiB", "matmul GFLOP/s"],

@@ -19,7 +19,7 @@ from nn.data import Dataset
 
 TINY = runner.Settings(
     speed_epochs=2, infer_repeats=3, test_set_repeats=1, matmul_n=64, matmul_repeats=1,
-    accuracy_epochs=(1, 2), widths=(8, 32), batches=(16,), sweep_steps=2, sweep_repeats=1,
+    accuracy_epochs=(1, 2), widths=(8, 32), batches=(16,), sweep_steps=2, sweep_repeats=1, speed_rounds=2,
 )
 SIZES = (784, 16, 8, 10)
 REQUIRED = ("backend", "epoch_seconds_median", "samples_per_second", "infer_one_us_median",
@@ -62,6 +62,8 @@ def test_tiny_run_has_every_field_and_torch_says_not_installed(numpy_doc):
     for key in REQUIRED:
         assert numpy_row[key] is not None, key
     assert numpy_row["samples_per_second"] == pytest.approx(600 / numpy_row["epoch_seconds_median"])
+    rounds = [r["epoch_seconds_median"] for r in numpy_row["speed_rounds"]]
+    assert len(rounds) == 2 and numpy_row["epoch_seconds_median"] == min(rounds)
     assert 0.0 <= numpy_row["test_accuracy"] <= 1.0
     assert [run["epochs"] for run in numpy_row["accuracy_runs"]] == [1, 2]
     assert len(numpy_row["accuracy_runs"][1]["curve"]) == 2
