@@ -26,6 +26,11 @@ RUN_FLAGS = (
     "batch_size", "optimizer", "lr", "schedule", "lr_decay", "momentum", "nesterov", "weight_decay",
     "val_size", "patience", "min_delta", "restore_best",
 )
+# Decoupled (AdamW-style) decay for the default Adam recipe: with a cosine from
+# 3e-3 it lifts the median test accuracy of 3 seeds from 97.92% to 98.05% after
+# 5 epochs and to 98.35% after 15 (README, Benchmarks). SGD's rate is an order
+# of magnitude larger, so it keeps 0 unless asked.
+ADAM_WEIGHT_DECAY = 0.05
 
 
 class _Parser(argparse.ArgumentParser):
@@ -149,14 +154,15 @@ def build_parser():
     opt.add_argument("--lr-decay", type=_positive_float, default=0.9, help="per-epoch factor of --schedule exponential")
     opt.add_argument("--momentum", type=_non_negative_float, default=0.0, help="SGD momentum")
     opt.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
-    opt.add_argument("--weight-decay", type=_non_negative_float, default=0.0,
-                     help="decoupled weight decay on weights (SGD and Adam)")
+    opt.add_argument("--weight-decay", type=_non_negative_float, default=None,
+                     help=f"decoupled weight decay on weights (default: {ADAM_WEIGHT_DECAY} with adam, 0 with sgd)")
 
     stop = p.add_argument_group("validation and early stopping")
     stop.add_argument("--val-size", type=_non_negative_int, default=5000,
                       help="images held out from the END of the training set for validation (never the test set)")
-    stop.add_argument("--patience", type=_non_negative_int, default=5,
-                      help="stop after this many epochs without validation-loss improvement (0: never)")
+    stop.add_argument("--patience", type=_non_negative_int, default=0,
+                      help="stop after this many epochs without validation-loss improvement (0: never; "
+                           "the cosine schedule already ends the run at a rate of 0)")
     stop.add_argument("--min-delta", type=_non_negative_float, default=0.0,
                       help="smallest validation-loss decrease that counts as an improvement")
     stop.add_argument("--no-restore-best", dest="restore_best", action="store_false",
@@ -206,9 +212,11 @@ def build_run(args):
     if args.optimizer == "adam":
         if args.momentum or args.nesterov:
             raise XpnetError("--momentum and --nesterov belong to --optimizer sgd; Adam keeps its own moments")
-        optimizer = nn.Adam(weight_decay=args.weight_decay)
+        decay = ADAM_WEIGHT_DECAY if args.weight_decay is None else args.weight_decay
+        optimizer = nn.Adam(weight_decay=decay)
     else:
-        optimizer = nn.SGD(momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay)
+        decay = args.weight_decay or 0.0
+        optimizer = nn.SGD(momentum=args.momentum, nesterov=args.nesterov, weight_decay=decay)
     schedule = nn.Schedule(args.schedule, args.lr, args.epochs, args.lr_decay)
     be = get_backend(_start_distributed(args))
     if args.cuda_graph is not None:
