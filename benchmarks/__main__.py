@@ -41,11 +41,18 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     import train
+    from backends import XpnetError
     from nn.data import load_mnist
     from nn.files import atomic_write_bytes
 
     from . import charts, probe, report, runner, variants
 
+    # Output folders are checked before minutes of measuring, not after.
+    out = Path(args.out) if args.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise XpnetError(f"--json {args.json}: folder {Path(args.json).parent} does not exist; create it first")
     chosen = variants.select([n.strip() for n in args.backends.split(",") if n.strip()])
     defaults = train.build_parser().parse_args([])
     settings = runner.QUICK if args.quick else runner.FULL
@@ -79,9 +86,7 @@ def main(argv=None):
     payload = (json.dumps(document, indent=2, allow_nan=False) + "\n").encode()
     if args.json:
         atomic_write_bytes(args.json, payload)
-    out = Path(args.out) if args.out else None
     if out:
-        out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / "benchmark.json", payload)
     text = report.markdown(document)
     print(text)
