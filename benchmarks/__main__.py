@@ -23,9 +23,10 @@ def build_parser():
     p = _Parser(prog="python -m benchmarks", description=__doc__.splitlines()[0].split(": ", 1)[1],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backends", default="all", metavar="NAMES",
-                   help=f"comma-separated variants: {', '.join(v.name for v in VARIANTS)} or all (default: all)")
+                   help=f"comma-separated variants: {', '.join(v.name for v in VARIANTS)} or all (default: all; "
+                        f"with --quick all but {', '.join(v.name for v in VARIANTS if v.comparison)})")
     p.add_argument("--quick", action="store_true",
-                   help="few epochs, few sweep points, few steps: about a minute on a 2-core CPU")
+                   help="few epochs, few sweep points, few steps: one to two minutes on a 2-core CPU")
     p.add_argument("--json", default=None, metavar="PATH", help="write every measurement as JSON")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write benchmark.md, benchmark.json and the PNG charts into DIR")
@@ -53,7 +54,7 @@ def main(argv=None):
         out.mkdir(parents=True, exist_ok=True)
     if args.json and not Path(args.json).resolve().parent.is_dir():
         raise XpnetError(f"--json {args.json}: folder {Path(args.json).parent} does not exist; create it first")
-    chosen = variants.select([n.strip() for n in args.backends.split(",") if n.strip()])
+    chosen = variants.select([n.strip() for n in args.backends.split(",") if n.strip()], quick=args.quick)
     defaults = train.build_parser().parse_args([])
     settings = runner.QUICK if args.quick else runner.FULL
     torch = runner.find_torch_python(args.torch_python) if any(v.is_torch for v in chosen) else (None, None)

@@ -1,6 +1,6 @@
 """The benchmark document as markdown: machine, speed, accuracy, sweeps, goals."""
 
-from .probe import THRESHOLDS
+from .probe import THRESHOLDS, training_flops_per_sample
 from .variants import REFERENCE
 
 # Issue 5's goals, as (what, variant, row key, largest ratio to the reference row).
@@ -10,6 +10,9 @@ RATIO_GOALS = (
     ("NumPy one-digit inference", "numpy", "infer_one_ratio_to_torch", 0.3),
 )
 ACCURACY_GOALS = ((5, 0.98), (15, 0.983))
+# Issue 6's goals for the JAX epoch: ratio to the reference row, and to the arithmetic limit.
+JAX_EPOCH_GOAL = 0.35
+ARITHMETIC_LIMIT_GOAL = 1.5
 # Above this share of the CPU taken by other processes, the report warns.
 SHARED_MACHINE = 0.05
 
@@ -201,6 +204,50 @@ def goals_section(doc):
     return "\n".join(lines)
 
 
+def epoch_flops(doc, exact=True):
+    """FLOPs of one timed epoch: training on every training image plus the validation forward.
+
+    ``exact`` counts no dx for the input layer; otherwise backward is twice
+    the forward, the usual 6 x parameters x samples rule.
+    """
+    cfg = doc["config"]
+    sizes = cfg["sizes"]
+    forward = sum(2 * i * o for i, o in zip(sizes[:-1], sizes[1:]))
+    per_sample = training_flops_per_sample(sizes) if exact else 3 * forward
+    return per_sample * cfg["counts"]["train"] + forward * cfg["counts"]["val"]
+
+
+def jax_goals_section(doc):
+    """Issue 6: JAX's scan epoch against PyTorch eager and against the machine's arithmetic limit."""
+    ceiling = doc.get("matmul_ceiling_gflops")
+    by_name = {r["variant"]: r for r in doc["rows"] if r["status"] == "ok"}
+    jax_rows = [by_name[n] for n in ("jax", "jax-manual", "jax-step") if n in by_name]
+    if not ceiling or not jax_rows:
+        return "## Goals of issue 6\n\nNo JAX row or no matmul ceiling in this run."
+    exact, usual = epoch_flops(doc), epoch_flops(doc, exact=False)
+    limit, usual_limit = exact / ceiling / 1e9, usual / ceiling / 1e9
+    lines = [
+        f"## Goals of issue 6 (JAX epoch against {REFERENCE} and against the arithmetic limit)",
+        "",
+        f"Arithmetic limit: the FLOPs of one timed epoch over the matmul ceiling ({ceiling:,.0f} GFLOP/s). "
+        f"Counted exactly (no dx for the input layer, validation forward included) an epoch is "
+        f"{exact / 1e9:.1f} GFLOP, {limit:.3f} s; with backward counted as twice the forward, "
+        f"{usual / 1e9:.1f} GFLOP, {usual_limit:.3f} s.",
+        "",
+    ]
+    for r in jax_rows:
+        seconds, ratio = r["epoch_seconds_median"], r["epoch_ratio_to_torch"]
+        verdict = "" if ratio is None else ", met" if ratio <= JAX_EPOCH_GOAL else ", not met"
+        within = "met" if seconds / usual_limit <= ARITHMETIC_LIMIT_GOAL else "not met"
+        within_exact = "met" if seconds / limit <= ARITHMETIC_LIMIT_GOAL else "not met"
+        lines.append(
+            f"- {r['variant']} ({r['options']}): {seconds:.3f} s per epoch, {_ratio(ratio)} {REFERENCE} "
+            f"(goal ≤ {JAX_EPOCH_GOAL}×{verdict}); {seconds / limit:.2f}× the exact limit ({within_exact}), "
+            f"{seconds / usual_limit:.2f}× the usual count ({within}; goal ≤ {ARITHMETIC_LIMIT_GOAL}×)"
+        )
+    return "\n".join(lines)
+
+
 def setup_section(doc):
     rows = []
     for r in doc["rows"]:
@@ -224,5 +271,6 @@ def markdown(doc):
         f"{cfg['counts']['train']:,} train / {cfg['counts']['val']:,} validation / {cfg['counts']['test']:,} test "
         "images. Each variant and phase ran in a process of its own, one after another.",
     ]
-    sections = [speed_section(doc), accuracy_section(doc), sweep_section(doc), goals_section(doc), setup_section(doc)]
+    sections = [speed_section(doc), accuracy_section(doc), sweep_section(doc), goals_section(doc), jax_goals_section(doc),
+                setup_section(doc)]
     return "\n\n".join(["\n".join(header), *sections]) + "\n"

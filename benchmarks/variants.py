@@ -18,6 +18,9 @@ class Variant:
     backend: str
     fit: dict = field(default_factory=dict)
     backend_options: dict = field(default_factory=dict)
+    # A comparison row (the same backend without one optimisation): left out of
+    # --quick unless named, to keep the quick run short.
+    comparison: bool = False
 
     @property
     def is_torch(self):
@@ -40,10 +43,10 @@ class Variant:
 VARIANTS = (
     Variant("numpy", "numpy"),
     Variant("jax", "jax"),  # its defaults: jax.grad, each epoch one compiled lax.scan
-    Variant("jax-step", "jax", fit={"epoch_mode": "step"}),  # one jitted call per minibatch
+    Variant("jax-step", "jax", fit={"epoch_mode": "step"}, comparison=True),  # one jitted call per minibatch
     Variant("jax-manual", "jax", fit={"grad": "manual"}),  # the hand-written backward, scanned
     Variant("cupy", "cupy"),  # our kernels, the step captured as a CUDA graph
-    Variant("cupy-no-graph", "cupy", backend_options={"cuda_graph": False}),
+    Variant("cupy-no-graph", "cupy", backend_options={"cuda_graph": False}, comparison=True),
     Variant("torch", TORCH),
 )
 
@@ -51,12 +54,12 @@ VARIANTS = (
 REFERENCE = "torch"
 
 
-def select(names):
-    """The variants called ``names`` (all of them for None or "all"), in table order."""
+def select(names, quick=False):
+    """The variants called ``names`` in table order; None or "all": every one (``quick``: no comparison rows)."""
     from backends import XpnetError
 
     if names is None or names == ["all"]:
-        return list(VARIANTS)
+        return [v for v in VARIANTS if not (quick and v.comparison)]
     known = {v.name: v for v in VARIANTS}
     unknown = [n for n in names if n not in known]
     if unknown:

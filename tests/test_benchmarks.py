@@ -112,6 +112,23 @@ def test_training_flops_match_the_closed_form():
     assert probe.training_flops_per_sample((784, 128, 64, 10)) == forward + backward == 454_400
 
 
+def test_jax_epoch_is_compared_with_the_arithmetic_limit():
+    # 784-128-64-10, 55,000 training + 5,000 validation images, a 200 GFLOP/s ceiling.
+    forward = 2 * (100352 + 8192 + 640)
+    doc = {
+        "matmul_ceiling_gflops": 200.0,
+        "config": {"sizes": [784, 128, 64, 10], "counts": {"train": 55_000, "val": 5_000, "test": 10_000}},
+        "rows": [{"variant": "jax", "status": "ok", "options": "defaults",
+                  "epoch_seconds_median": 0.27, "epoch_ratio_to_torch": 0.4}],
+    }
+    exact = 454_400 * 55_000 + forward * 5_000
+    assert report.epoch_flops(doc) == exact
+    assert report.epoch_flops(doc, exact=False) == 3 * forward * 55_000 + forward * 5_000
+    line = report.jax_goals_section(doc).splitlines()[-1]
+    assert f"{0.27 / (exact / 200e9):.2f}× the exact limit" in line
+    assert "0.40× torch (goal ≤ 0.35×, not met)" in line
+
+
 def test_time_to_reach_takes_the_first_epoch_at_or_above():
     curve = probe.accuracy_curve([2.0, 0.5, 0.5, 0.5], [0.97, 0.975, 0.979, 0.99])
     assert [p["seconds"] for p in curve] == [2.0, 2.5, 3.0, 3.5]
@@ -142,5 +159,8 @@ def test_charts_are_drawn(numpy_doc, tmp_path):
 
 def test_select_keeps_table_order():
     assert [v.name for v in select(["torch", "numpy"])] == ["numpy", "torch"]
+    quick = [v.name for v in select(["all"], quick=True)]
+    assert "jax-step" not in quick and {"numpy", "jax", "torch"} <= set(quick)
+    assert [v.name for v in select(["jax-step"], quick=True)] == ["jax-step"]
     with pytest.raises(XpnetError):
         select(["nope"])
