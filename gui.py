@@ -79,16 +79,9 @@ def main(argv=None):
 
 
 def run_cli(argv=None):
-    """main() with the house rule: user errors are one line on stderr and exit 2."""
-    from backends import XpnetError
+    from backends.errors import run_front_door
 
-    try:
-        return main(argv)
-    except XpnetError as exc:
-        print(f"gui.py: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_front_door(main, argv, "gui.py", interrupted=None)
 
 
 if __name__ == "__main__":

@@ -497,17 +497,9 @@ def _json_default(value):
 
 
 def run(argv=None):
-    """main() with the house rule: user errors are one line on stderr and exit 2."""
-    from backends import XpnetError
+    from backends.errors import run_front_door
 
-    try:
-        return main(argv)
-    except XpnetError as exc:
-        print(f"train.py: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("train.py: interrupted; no model file was written", file=sys.stderr)
-        return 130
+    return run_front_door(main, argv, "train.py", "interrupted; no model file was written")
 
 
 if __name__ == "__main__":

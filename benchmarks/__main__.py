@@ -99,16 +99,9 @@ def main(argv=None):
 
 
 def run(argv=None):
-    from backends import XpnetError
+    from backends.errors import run_front_door
 
-    try:
-        return main(argv)
-    except XpnetError as exc:
-        print(f"benchmarks: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("benchmarks: interrupted", file=sys.stderr)
-        return 130
+    return run_front_door(main, argv, "benchmarks")
 
 
 if __name__ == "__main__":
