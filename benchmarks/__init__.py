@@ -8,6 +8,10 @@ crash or a thread setting of one cannot skew another:
     torch_reference  the same model written as a PyTorch user would, run by
                      another interpreter (``--torch-python``) when this one has no torch
 
+Beside it, ``python -m benchmarks.gui_frames`` times the drawing window's
+frames and ``python -m benchmarks.jax_parts`` splits a JAX scan epoch into
+its pieces (the first layer's two matmuls, shuffle, gathers).
+
 A variant is a backend plus options (``variants.py``); adding a row is one
 line there. This package imports only the standard library, so the PyTorch
 interpreter can import ``benchmarks.probe`` without NumPy or xpnet's

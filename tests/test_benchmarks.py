@@ -164,3 +164,13 @@ def test_select_keeps_table_order():
     assert [v.name for v in select(["jax-step"], quick=True)] == ["jax-step"]
     with pytest.raises(XpnetError):
         select(["nope"])
+
+
+def test_jax_parts_times_every_piece_of_a_scan_epoch(capsys):
+    from benchmarks import jax_parts
+
+    assert jax_parts.main(["--n", "1000", "--batch", "32", "--repeats", "1", "--large", "256"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    pieces = [row.split(" | ")[0][2:] for row in rows]
+    assert [p.split()[0] for p in pieces] == ["forward", "weight", "shuffle", "gather", "whole", "large"]
+    assert all(float(row.split(" | ")[1]) > 0 for row in rows)
