@@ -16,6 +16,7 @@ these shapes, against the large matmul's, bounds what any scan epoch can do.
 """
 
 import argparse
+import itertools
 import time
 
 import numpy as np
@@ -101,7 +102,7 @@ def _xpnet_epoch(n, batch, hidden, x_all):
     lrs = np.full(-(-n // batch), 1e-3, np.float32)
     carry = {"params": be.tree_asarray(model.init_params(0))}
     carry["state"] = be.place(optimizer.init(carry["params"]))
-    epochs = iter(range(10**9))
+    epochs = itertools.count()
 
     def epoch():
         # params and state are donated to the compiled epoch: each call feeds the last result back.

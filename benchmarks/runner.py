@@ -19,7 +19,6 @@ from pathlib import Path
 
 from backends import XpnetError, unavailable_reason
 
-from . import probe
 from .variants import REFERENCE
 
 ROOT = Path(__file__).resolve().parent.parent

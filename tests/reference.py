@@ -91,12 +91,16 @@ def tree_central_diff(f, params, eps=1e-6):
     return grads
 
 
-def assert_trees_close(actual, expected, **tol):
+def assert_trees_close(actual, expected, exact=False, **tol):
+    """Two lists of per-layer dicts hold the same arrays: bit for bit when ``exact``, else within ``tol``."""
     assert len(actual) == len(expected)
     for i, (a, e) in enumerate(zip(actual, expected)):
         assert sorted(a) == sorted(e)
         for k in e:
-            np.testing.assert_allclose(np.asarray(a[k]), e[k], err_msg=f"layer {i} {k}", **tol)
+            if exact:
+                np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(e[k]), err_msg=f"layer {i} {k}")
+            else:
+                np.testing.assert_allclose(np.asarray(a[k]), np.asarray(e[k]), err_msg=f"layer {i} {k}", **tol)
 
 
 def tree_f64(tree):

@@ -16,7 +16,7 @@ from backends import XpnetError, get_backend
 from nn import MLP, SGD, Adam, EarlyStopping, Schedule, fit, split_validation
 from nn.checkpoint import FILE, read_checkpoint, save_checkpoint
 from nn.training import Diverged, Interrupted
-from tests.reference import blobs
+from tests.reference import assert_trees_close, blobs
 
 X, Y = blobs(n=300, features=10, classes=3, separation=1.5, seed=0)
 X_TR, Y_TR, X_VAL, Y_VAL = split_validation(X, Y, 90)
@@ -51,12 +51,7 @@ def _without_time(history):
 
 
 def _assert_same(a, b, exact):
-    for la, lb in zip(a, b):
-        for k in la:
-            if exact:
-                np.testing.assert_array_equal(la[k], lb[k])
-            else:
-                np.testing.assert_allclose(la[k], lb[k], rtol=1e-6, atol=1e-7)
+    assert_trees_close(a, b, exact=exact, rtol=1e-6, atol=1e-7)
 
 
 def _exact(be):

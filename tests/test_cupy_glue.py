@@ -15,7 +15,7 @@ from backends import get_backend
 from backends.cupy_backend import CupyBackend
 from cuda_on_cpu import EmulatedModule, cached_library
 from cuda_on_cpu.fake_cupy import CUPY_NAMES, CaptureViolation, CupyShapedNumpy
-from reference import blobs
+from reference import assert_trees_close, blobs
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {
@@ -208,10 +208,8 @@ def test_gpu_graph_replay_equals_plain_launches_and_a_seed_repeats(gpu):
     plain, _, plain_step = train(CupyBackend(cuda_graph=False), config)
     again, _, _ = train(CupyBackend(cuda_graph=True), config)
     assert step.graph is not None and plain_step.graph is None
-    for a, b, c in zip(graph, plain, again):
-        for k in ("w", "b"):
-            np.testing.assert_array_equal(a[k], b[k])
-            np.testing.assert_array_equal(a[k], c[k])
+    assert_trees_close(graph, plain, exact=True)
+    assert_trees_close(graph, again, exact=True)
 
 
 @pytest.mark.gpu

@@ -15,6 +15,7 @@ from backends import XpnetError
 from nn import MLP
 from nn.hub import REPO_FILES, parse_uri, write_repo_folder
 from nn.serialize import load_model
+from tests.reference import assert_trees_close
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = MLP(sizes=(784, 12, 10), activations="tanh", init="glorot")
@@ -37,9 +38,7 @@ def test_repo_folder_round_trip(repo):
     assert sorted(p.name for p in repo.iterdir()) == sorted(REPO_FILES)
     model, params = load_model(repo)  # a folder laid out like a Hub repo loads like a file
     assert model == MODEL
-    for a, b in zip(params, _params()):
-        for k in a:
-            np.testing.assert_array_equal(a[k], b[k])
+    assert_trees_close(params, _params(), exact=True)
     config = json.loads((repo / "config.json").read_text())
     assert config["sizes"] == [784, 12, 10] and config["activations"] == ["tanh"]
 

@@ -10,7 +10,7 @@ import pytest
 
 from backends import XpnetError, get_backend
 from nn import MLP, SGD, Adam, EarlyStopping, Schedule, evaluate, fit, split_validation
-from tests.reference import backend_params, blobs, ref_activation, ref_ce, ref_mlp_logits
+from tests.reference import assert_trees_close, backend_params, blobs, ref_activation, ref_ce, ref_mlp_logits
 
 X, Y = blobs(n=300, features=10, classes=3, separation=1.5, seed=0)
 X_TR, Y_TR, X_VAL, Y_VAL = split_validation(X, Y, 90)  # 210 train: not a multiple of 32
@@ -71,12 +71,7 @@ def test_same_seed_gives_the_same_run(be):
     exact = _backend_id(be) != "cupy"  # a GPU may reorder float sums
     if exact:
         assert _without_time(history_again) == _without_time(history)
-    for a, b in zip(again, params):
-        for k in a:
-            if exact:
-                np.testing.assert_array_equal(a[k], b[k])
-            else:
-                np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6)
+    assert_trees_close(again, params, exact=exact, rtol=1e-5, atol=1e-6)
 
 
 def test_different_seeds_give_different_runs():
