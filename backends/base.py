@@ -123,13 +123,15 @@ class Backend:
         """``f(params, x, y, masks) -> (loss, grads, outputs)``."""
         return model.loss_and_grads
 
-    def train_step_fn(self, model, optimizer, *, seed, grad=None):
+    def train_step_fn(self, model, optimizer, *, seed, grad=None, augment=None):
         """One minibatch update as ``step(params, state, x_all, y_all, idx, lr, step_no)``.
 
         The whole dataset is an argument and the batch is gathered inside, so
         the data stays on the device and, on JAX, inside the compiled function.
-        Returns the new parameters and optimizer state, the batch loss and
-        the number of correct predictions, all still on the device.
+        ``augment`` (an ``nn.augment.Augment`` or None) distorts the gathered
+        batch, its random numbers keyed by (seed, step_no, sample). Returns the
+        new parameters and optimizer state, the batch loss and the number of
+        correct predictions, all still on the device.
         """
         grad = self.check_grad_mode(grad)
         loss_and_grads = self.loss_and_grads_fn(model, grad)
@@ -138,6 +140,8 @@ class Backend:
         def step(params, state, x_all, y_all, idx, lr, step_no):
             idx = self.shard_batch(idx)
             x, y = self.shard_batch(x_all[idx]), self.shard_batch(y_all[idx])
+            if augment is not None and augment.active:
+                x = augment.apply(xp, x, seed, step_no)
             masks = model.dropout_masks(self, seed, step_no, x.shape[0], x.dtype)
             loss, grads, outputs = loss_and_grads(params, x, y, masks)
             params, state = optimizer.update(params, grads, state, lr)
@@ -146,12 +150,12 @@ class Backend:
 
         return step
 
-    def make_train_step(self, model, optimizer, *, seed, grad=None):
+    def make_train_step(self, model, optimizer, *, seed, grad=None, augment=None):
         """``train_step_fn`` compiled, its parameter and state buffers reused in place."""
-        step = self.train_step_fn(model, optimizer, seed=seed, grad=grad)
+        step = self.train_step_fn(model, optimizer, seed=seed, grad=grad, augment=augment)
         return self.compile(step, donate_argnums=(0, 1))
 
-    def make_train_epoch(self, model, optimizer, *, seed, grad=None, n, batch_size):
+    def make_train_epoch(self, model, optimizer, *, seed, grad=None, n, batch_size, augment=None):
         """A whole epoch as one compiled call (``--epoch-mode scan``), where supported."""
         self.check_epoch_mode("scan")
         raise NotImplementedError(f"{type(self).__name__} lists scan in epoch_modes but does not implement it")

@@ -107,13 +107,14 @@ class CupyBackend(Backend):
         kernels.keep_mask(mask, stream_key(int(seed), int(step), int(layer)), keep_prob)()
         return mask
 
-    def make_train_step(self, model, optimizer, *, seed, grad=None):
+    def make_train_step(self, model, optimizer, *, seed, grad=None, augment=None):
         from .cupy_step import FusedTrainStep, fused_step_unsupported
 
         grad = self.check_grad_mode(grad)
         kernels = self.kernels()
-        if kernels is None or fused_step_unsupported(model, optimizer) is not None:
-            return super().make_train_step(model, optimizer, seed=seed, grad=grad)
+        augmenting = augment is not None and augment.active
+        if kernels is None or augmenting or fused_step_unsupported(model, optimizer) is not None:
+            return super().make_train_step(model, optimizer, seed=seed, grad=grad, augment=augment)
         return FusedTrainStep(self.xp, kernels, model, optimizer, seed, cuda_graph=self.cuda_graph is not False)
 
 

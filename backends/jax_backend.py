@@ -148,7 +148,7 @@ class JaxBackend(Backend):
 
         return loss_and_grads
 
-    def make_train_epoch(self, model, optimizer, *, seed, grad=None, n, batch_size):
+    def make_train_epoch(self, model, optimizer, *, seed, grad=None, n, batch_size, augment=None):
         """``epoch(params, state, x_all, y_all, epoch_no, lrs)``: one compiled call per epoch.
 
         Inside: the epoch's order drawn on the device (``epoch_permutation``'s
@@ -166,7 +166,7 @@ class JaxBackend(Backend):
         learning rates and the data are all traced arguments: a new epoch, a
         new schedule or new data of the same shape reuse the compiled code.
         """
-        step = self.train_step_fn(model, optimizer, seed=seed, grad=grad)
+        step = self.train_step_fn(model, optimizer, seed=seed, grad=grad, augment=augment)
         whole, rest = divmod(n, batch_size)
         steps = whole + (rest > 0)
         jnp, lax = self.xp, self.jax.lax

@@ -71,3 +71,23 @@ def permutation_from_key(xp, key, n):
     inside a compiled epoch, with ``key`` a traced uint32) agree exactly.
     """
     return xp.argsort(_bits(xp, xp.asarray(key, dtype=xp.uint32), n)).astype(xp.int32)
+
+
+def uniform_at_step(xp, seed, step, layer, shape):
+    """``uniform_from_counter`` with ``step`` an integer or a device scalar (traced under ``jax.jit``).
+
+    The stream key is hashed on the device from the same stages as
+    ``stream_key``, so an integer ``step`` gives exactly the numbers
+    ``uniform_from_counter`` gives, and a compiled JAX epoch need not
+    recompile for every step.
+    """
+    size = 1
+    for n in shape:
+        size *= n
+    # A one-element array, not a 0-d one: NumPy warns on overflow of scalar
+    # arithmetic, and the hash overflows uint32 on purpose.
+    step_bits = xp.reshape(xp.asarray(step), (1,)).astype(xp.uint32)
+    key = _mix32(xp, xp.asarray([_mix32_int(int(seed))], dtype=xp.uint32) ^ step_bits)
+    key = _mix32(xp, key ^ xp.uint32((int(layer) * _GOLDEN) & 0xFFFFFFFF))
+    bits = _bits(xp, key, size)
+    return ((bits >> xp.uint32(8)).astype(xp.float32) * xp.float32(2.0**-24)).reshape(shape)

@@ -123,9 +123,10 @@ def _identity_bar(iterable, **_):
     return iterable
 
 
-def _scan_epochs(be, model, optimizer, schedule, n, batch_size, seed, grad):
+def _scan_epochs(be, model, optimizer, schedule, n, batch_size, seed, grad, augment):
     """``run_epoch(params, state, x, y, epoch)``: one compiled call per epoch (the backend's scan)."""
-    train_epoch = be.make_train_epoch(model, optimizer, seed=seed, grad=grad, n=n, batch_size=batch_size)
+    train_epoch = be.make_train_epoch(model, optimizer, seed=seed, grad=grad, n=n, batch_size=batch_size,
+                                      augment=augment)
     steps = math.ceil(n / batch_size)
 
     def run_epoch(params, state, x, y, epoch):
@@ -157,6 +158,7 @@ def fit(
     start=None,
     on_checkpoint=None,
     stop_requested=None,
+    augment=None,
 ):
     """Train ``model`` and return (params on the device, per-epoch history).
 
@@ -188,9 +190,10 @@ def fit(
     if has_val:
         xv, yv = be.asarray(x_val), be.asarray(y_val)
 
-    train_step = be.make_train_step(model, optimizer, seed=seed, grad=grad)
+    train_step = be.make_train_step(model, optimizer, seed=seed, grad=grad, augment=augment)
     n = x.shape[0]
-    scan_epoch = _scan_epochs(be, model, optimizer, schedule, n, batch_size, seed, grad) if epoch_mode == "scan" else None
+    scan_epoch = (_scan_epochs(be, model, optimizer, schedule, n, batch_size, seed, grad, augment)
+                  if epoch_mode == "scan" else None)
     eval_step = be.make_eval_step(model)
 
     steps = math.ceil(n / batch_size)

@@ -1,0 +1,224 @@
+"""Distorted digits, drawn anew every training step: affine, elastic, stroke width.
+
+Written once against ``xp`` with nothing in place, so it runs eagerly on
+NumPy and traced inside a jitted JAX step or epoch; the CUDA kernel
+``augment_f32`` (backends/cuda/augment.cu) computes the same numbers.
+
+One coordinate map, one sampling. For the output pixel at column ``q``, row
+``r`` (centre ``c = 13.5``), the grey value is read at
+
+    source = A^-1 (p - c) + c - t + d(p),     A = R(theta) H(k) S(sx, sy)
+
+with bilinear interpolation and 0 outside the image (Simard et al. 2003):
+``R`` a rotation (positive angles turn the digit counter-clockwise as
+displayed, so +90 degrees equals ``np.rot90``), ``H`` a horizontal shear
+``x + k y``, ``S`` independent x/y scales, ``t`` a shift in pixels and ``d``
+Simard's elastic field: two fields uniform in [-1, 1] per pixel, each
+smoothed by a Gaussian of std ``sigma`` px with zero padding (``G @ N @ G^T``,
+exact, no truncation), times ``alpha``. The stroke is then blended toward
+its 4-neighbour dilation (thicker) or erosion (thinner) by a per-image
+fraction, never a full 3x3 erosion (it deletes thin digits), and clipped to
+[0, 1]. A fraction ``clean`` of each batch is left untouched.
+
+Random numbers come from the counter hash of ``backends.random``, keyed by
+(seed, step, sample): the same seed gives the same augmented batch on every
+backend, and a resumed run draws exactly what the uninterrupted one drew.
+"""
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+from backends import XpnetError
+from backends.random import uniform_at_step
+
+KINDS = ("none", "affine", "elastic")
+SIDE = 28
+CENTRE = (SIDE - 1) / 2
+# The ``layer`` slots of augmentation's two random streams (dropout uses 0, 1, ...).
+PARAMS_LAYER, FIELD_LAYER = 0xA000, 0xA001
+# Per-sample uniforms, in this order, at counters sample * N_PARAMS + j.
+CLEAN, ROTATE, SHEAR, SCALE_X, SCALE_Y, SHIFT_X, SHIFT_Y, STROKE_CHOICE, STROKE_AMOUNT = range(9)
+N_PARAMS = 9
+# How often a sample's stroke is thickened, or thinned (AUGMENT.md 7.2).
+THICKEN_P, THIN_P = 0.5, 0.2
+
+# (flag help, lowest, highest): the documented range of every parameter.
+RANGES = {
+    "rotate": ("largest rotation, degrees either way", 0.0, 90.0),
+    "shear": ("largest horizontal shear k (x + k y) either way", 0.0, 1.0),
+    "scale": ("largest change of x and y scale (independently), as a fraction", 0.0, 0.5),
+    "shift": ("largest shift, pixels either way on each axis", 0.0, 8.0),
+    "sigma": ("elastic: std of the Gaussian smoothing the displacement fields, px", 0.5, 20.0),
+    "alpha": ("elastic: scale of the smoothed displacement fields (Simard's alpha)", 0.0, 200.0),
+    "thicken": ("largest blend toward a 4-neighbour dilation (1: the full dilation)", 0.0, 1.0),
+    "thin": ("largest blend toward a 4-neighbour erosion", 0.0, 1.0),
+    "clean": ("fraction of each batch left undistorted", 0.0, 1.0),
+}
+
+
+@dataclass(frozen=True)
+class Augment:
+    """The distortion recipe of a run; ``kind`` none, affine or elastic (elastic includes affine).
+
+    Defaults (AUGMENT.md 7.2, after Cireşan et al. 2010 with a milder
+    elastic field): rotation up to 15 degrees, shear 0.27 (15 degrees),
+    x/y scale 0.85-1.15, shift 2 px, sigma 5 and alpha 36 (an RMS
+    displacement of about 1.0 px), strokes thickened (half the samples, up
+    to a full dilation) or thinned (a fifth, up to half an erosion), 20%
+    of each batch clean.
+    """
+
+    kind: str = "none"
+    rotate: float = 15.0
+    shear: float = 0.27
+    scale: float = 0.15
+    shift: float = 2.0
+    sigma: float = 5.0
+    alpha: float = 36.0
+    thicken: float = 1.0
+    thin: float = 0.5
+    clean: float = 0.2
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise XpnetError(f"--augment {self.kind!r} is not one of {', '.join(KINDS)}")
+        for name, (_, low, high) in RANGES.items():
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high):
+                raise XpnetError(f"--aug-{name} {value!r} must be a number from {low:g} to {high:g}")
+
+    @property
+    def active(self):
+        return self.kind != "none"
+
+    def config(self):
+        return asdict(self)
+
+    @classmethod
+    def from_config(cls, config):
+        if not isinstance(config, dict) or set(config) - {f.name for f in fields(cls)}:
+            raise XpnetError(f"unreadable augmentation record {config!r}")
+        return cls(**config)
+
+    def describe(self):
+        """One line for the run header: what is in force, with the elastic strength in pixels."""
+        if not self.active:
+            return "augment none"
+        parts = [f"rotate {self.rotate:g} deg", f"shear {self.shear:g}", f"scale {self.scale:g}",
+                 f"shift {self.shift:g} px"]
+        if self.kind == "elastic":
+            parts.append(f"elastic sigma {self.sigma:g} alpha {self.alpha:g} "
+                         f"(RMS {rms_displacement(self.sigma, self.alpha):.2f} px)")
+        parts.append(f"stroke +{self.thicken:g}/-{self.thin:g}, {self.clean:.0%} clean")
+        return f"augment {self.kind}: " + ", ".join(parts)
+
+    def apply(self, xp, x, seed, step):
+        """``x`` (batch, 784) distorted for training step ``step`` (an int or a device scalar)."""
+        if not self.active:
+            return x
+        return augment_batch(xp, x, seed, step, self)
+
+
+def gaussian_matrix(xp, sigma, n=SIDE):
+    """``G[i, j] = exp(-(i - j)^2 / 2 sigma^2) / (sigma sqrt(2 pi))``: zero-padded smoothing as ``G @ f``."""
+    i = xp.arange(n, dtype=xp.float32)
+    diff = i[:, None] - i[None, :]
+    return (xp.exp(-(diff * diff) / xp.float32(2 * sigma * sigma)) / xp.float32(sigma * math.sqrt(2 * math.pi)))
+
+
+def rms_displacement(sigma, alpha, n=SIDE):
+    """The RMS, over pixels and draws, of one axis of the elastic field (closed form).
+
+    Each noise value has variance 1/3 (uniform in [-1, 1]), so the smoothed
+    field at (r, q) has variance alpha^2 / 3 * sum_i G[r, i]^2 * sum_j G[q, j]^2.
+    """
+    import numpy as np
+
+    g2 = (gaussian_matrix(np, sigma, n).astype(np.float64) ** 2).sum(axis=1)
+    return float(alpha * math.sqrt(np.mean(np.outer(g2, g2)) / 3.0))
+
+
+def sample_parameters(xp, seed, step, batch, augment):
+    """Per-sample (clean, inverse matrix entries, shift, signed stroke blend), each of shape (batch,)."""
+    u = uniform_at_step(xp, seed, step, PARAMS_LAYER, (batch, N_PARAMS))
+    v = u * 2 - 1
+    theta = v[:, ROTATE] * xp.float32(augment.rotate * math.pi / 180)
+    k = v[:, SHEAR] * xp.float32(augment.shear)
+    sx = 1 + v[:, SCALE_X] * xp.float32(augment.scale)
+    sy = 1 + v[:, SCALE_Y] * xp.float32(augment.scale)
+    cos, sin = xp.cos(theta), xp.sin(theta)
+    # A = R H S = [[cos sx, (cos k + sin) sy], [-sin sx, (cos - sin k) sy]]; det A = sx sy.
+    det = sx * sy
+    inverse = (
+        (cos - sin * k) * sy / det, -(cos * k + sin) * sy / det,
+        sin * sx / det, cos * sx / det,
+    )
+    shift = (v[:, SHIFT_X] * xp.float32(augment.shift), v[:, SHIFT_Y] * xp.float32(augment.shift))
+    choice, amount = u[:, STROKE_CHOICE], u[:, STROKE_AMOUNT]
+    stroke = xp.where(
+        choice < THICKEN_P, amount * xp.float32(augment.thicken),
+        xp.where(choice < THICKEN_P + THIN_P, -amount * xp.float32(augment.thin), xp.float32(0)),
+    )
+    return u[:, CLEAN] < augment.clean, inverse, shift, stroke
+
+
+def elastic_field(xp, seed, step, batch, sigma, alpha):
+    """(dx, dy), each (batch, 28, 28): Simard's smoothed, scaled uniform displacement fields."""
+    noise = uniform_at_step(xp, seed, step, FIELD_LAYER, (batch, 2, SIDE, SIDE)) * 2 - 1
+    g = gaussian_matrix(xp, sigma)
+    field = xp.matmul(xp.matmul(g, noise), g.T) * xp.float32(alpha)
+    return field[:, 0], field[:, 1]
+
+
+def sampling_coordinates(xp, inverse, shift, displacement=None):
+    """(source x, source y), each (batch, 28, 28), of every output pixel."""
+    p = xp.arange(SIDE, dtype=xp.float32) - xp.float32(CENTRE)
+    px, py = p[None, None, :], p[None, :, None]
+    a, b, c, d = (m[:, None, None] for m in inverse)
+    src_x = a * px + b * py + xp.float32(CENTRE) - shift[0][:, None, None]
+    src_y = c * px + d * py + xp.float32(CENTRE) - shift[1][:, None, None]
+    if displacement is not None:
+        src_x, src_y = src_x + displacement[0], src_y + displacement[1]
+    return src_x, src_y
+
+
+def bilinear_sample(xp, images, src_x, src_y):
+    """``images`` (batch, h, w) read at (src_x, src_y) bilinearly, 0 outside; any number of points per image."""
+    batch, h, w = images.shape
+    # One zero pixel of padding on every side: a neighbour index clipped to
+    # -1 or h (w) reads 0, so every out-of-image neighbour weighs nothing.
+    padded = xp.pad(images, ((0, 0), (1, 1), (1, 1))).reshape(-1)
+    x0, y0 = xp.floor(src_x), xp.floor(src_y)
+    fx, fy = src_x - x0, src_y - y0
+    x0, y0 = x0.astype(xp.int32), y0.astype(xp.int32)
+    base = (xp.arange(batch, dtype=xp.int32) * ((h + 2) * (w + 2))).reshape((batch,) + (1,) * (src_x.ndim - 1))
+
+    def at(yi, xi):
+        yi, xi = xp.clip(yi, -1, h), xp.clip(xi, -1, w)
+        return xp.take(padded, base + (yi + 1) * (w + 2) + (xi + 1))
+
+    top = at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx
+    bottom = at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def stroke_width(xp, images, blend):
+    """Each image blended toward its 4-neighbour dilation (``blend`` > 0) or erosion (< 0), by ``|blend|``."""
+    padded = xp.pad(images, ((0, 0), (1, 1), (1, 1)))
+    neighbours = (padded[:, :-2, 1:-1], padded[:, 2:, 1:-1], padded[:, 1:-1, :-2], padded[:, 1:-1, 2:])
+    dilated, eroded = images, images
+    for n in neighbours:
+        dilated, eroded = xp.maximum(dilated, n), xp.minimum(eroded, n)
+    t = blend[:, None, None]
+    return images + xp.maximum(t, 0) * (dilated - images) + xp.maximum(-t, 0) * (eroded - images)
+
+
+def augment_batch(xp, x, seed, step, augment):
+    """The augmented batch: ``x`` (batch, 784) float32 in, same shape out; clean rows unchanged."""
+    batch = x.shape[0]
+    images = x.reshape(batch, SIDE, SIDE)
+    clean, inverse, shift, stroke = sample_parameters(xp, seed, step, batch, augment)
+    field = elastic_field(xp, seed, step, batch, augment.sigma, augment.alpha) if augment.kind == "elastic" else None
+    warped = bilinear_sample(xp, images, *sampling_coordinates(xp, inverse, shift, field))
+    warped = xp.clip(stroke_width(xp, warped, stroke), 0, 1)
+    return xp.where(clean[:, None], x, warped.reshape(batch, SIDE * SIDE).astype(x.dtype))

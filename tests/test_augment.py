@@ -1,0 +1,158 @@
+"""nn.augment against independent references: np.rot90, np.roll, scipy's
+map_coordinates and grey morphology, the closed-form field RMS against a
+large sample; the same augmented batch on every backend; augmented training
+paused and resumed equals the straight run."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from backends import XpnetError, get_backend
+from nn import MLP, Adam, Schedule, fit
+from nn.augment import (
+    Augment,
+    augment_batch,
+    bilinear_sample,
+    elastic_field,
+    rms_displacement,
+    sample_parameters,
+    sampling_coordinates,
+    stroke_width,
+)
+from nn.training import Interrupted
+from tests.reference import assert_trees_close
+
+RNG = np.random.default_rng(0)
+IMAGES = RNG.random((7, 28, 28)).astype(np.float32)
+ZERO, ONE = np.zeros(7, np.float32), np.ones(7, np.float32)
+IDENTITY = (ONE, ZERO, ZERO, ONE)
+STILL = Augment("elastic", rotate=0, shear=0, scale=0, shift=0, alpha=0, thicken=0, thin=0, clean=0)
+
+
+def _warp(inverse, shift=(ZERO, ZERO)):
+    return bilinear_sample(np, IMAGES, *sampling_coordinates(np, inverse, shift))
+
+
+def test_zero_parameters_give_the_input_exactly():
+    x = IMAGES.reshape(7, 784)
+    np.testing.assert_array_equal(augment_batch(np, x, 3, 11, STILL), x)
+    np.testing.assert_array_equal(_warp(IDENTITY), IMAGES)
+
+
+def test_ninety_degrees_is_rot90():
+    quarter_turn = (ZERO, -ONE, ONE, ZERO)  # A^-1 of a +90 degree rotation
+    np.testing.assert_array_equal(_warp(quarter_turn), np.rot90(IMAGES, axes=(1, 2)))
+
+
+@pytest.mark.parametrize("dx, dy", [(1, 0), (0, -2), (3, 1)])
+def test_whole_pixel_shift_is_roll_with_zeros_coming_in(dx, dy):
+    expected = np.roll(IMAGES, (dy, dx), axis=(1, 2))
+    rows, cols = np.arange(28)[:, None] - dy, np.arange(28)[None, :] - dx
+    expected = np.where((rows >= 0) & (rows < 28) & (cols >= 0) & (cols < 28), expected, 0)
+    np.testing.assert_array_equal(_warp(IDENTITY, (ONE * dx, ONE * dy)), expected)
+
+
+def test_bilinear_sampling_equals_scipy_map_coordinates():
+    # Points inside, near and beyond the edges, on a non-square image so x and y cannot be swapped unseen.
+    images = RNG.random((3, 11, 17)).astype(np.float32)
+    src_x = RNG.uniform(-2.5, 19.5, (3, 400)).astype(np.float32)
+    src_y = RNG.uniform(-2.5, 13.5, (3, 400)).astype(np.float32)
+    got = bilinear_sample(np, images, src_x, src_y)
+    for b in range(3):
+        want = ndimage.map_coordinates(images[b].astype(np.float64), [src_y[b], src_x[b]], order=1, mode="grid-constant")
+        np.testing.assert_allclose(got[b], want, atol=2e-6)
+
+
+def test_elastic_field_rms_matches_the_closed_form():
+    for sigma, alpha in ((4.0, 34.0), (5.0, 36.0), (8.0, 20.0)):
+        dx, dy = elastic_field(np, 1, 0, 1500, sigma, alpha)
+        sample_rms = math.sqrt(np.mean(np.concatenate([dx, dy]).astype(np.float64) ** 2))
+        assert sample_rms == pytest.approx(rms_displacement(sigma, alpha), rel=0.03)
+    # Simard's sigma 4, alpha 34 on 28 px with zero padding: 1.28 px (AUGMENT.md 1.1).
+    assert rms_displacement(4.0, 34.0) == pytest.approx(1.28, abs=0.01)
+
+
+def test_stroke_width_blends_toward_scipy_grey_morphology():
+    plus = ndimage.generate_binary_structure(2, 1)
+    blend = np.array([1.0, 0.5, 0.0, -0.5, -1.0, 0.25, -0.25], np.float32)
+    got = stroke_width(np, IMAGES, blend)
+    for b, t in enumerate(blend):
+        image = IMAGES[b].astype(np.float64)
+        morph = ndimage.grey_dilation if t > 0 else ndimage.grey_erosion
+        target = morph(image, footprint=plus, mode="constant", cval=0.0)
+        np.testing.assert_allclose(got[b], image + abs(t) * (target - image), atol=1e-6)
+
+
+def test_parameters_are_per_sample_per_step_and_clean_rows_stay_clean():
+    augment = Augment("elastic")
+    clean, inverse, _, _ = sample_parameters(np, 0, 5, 4000, augment)
+    assert clean.mean() == pytest.approx(augment.clean, abs=0.02)
+    assert len(np.unique(inverse[0])) > 3990  # every sample its own rotation
+    x = RNG.random((256, 784)).astype(np.float32)
+    out = augment_batch(np, x, 0, 5, augment)
+    clean = sample_parameters(np, 0, 5, 256, augment)[0]
+    np.testing.assert_array_equal(out[clean], x[clean])
+    assert (out[~clean] != x[~clean]).any(axis=1).all()
+    assert not np.array_equal(augment_batch(np, x, 0, 6, augment), out)  # another step, another batch
+    assert not np.array_equal(augment_batch(np, x, 1, 5, augment), out)  # another seed too
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_real_digits_keep_their_ink_on_the_canvas(mnist):
+    x = mnist.x_test[:512]
+    out = augment_batch(np, x, 0, 0, Augment("elastic"))
+    ratio = out.sum(axis=1) / x.sum(axis=1)
+    assert ratio.min() > 0.3 and ratio.max() < 3.0  # nothing erased, nothing pushed out of the frame
+
+
+def test_the_same_seed_draws_the_same_batch_on_every_backend(be):
+    augment = Augment("elastic")
+    x = RNG.random((37, 784)).astype(np.float32)
+    want = augment_batch(np, x, 3, 12, augment)
+    draw = be.compile(lambda batch, step: augment.apply(be.xp, batch, 3, step))
+    got = be.to_host(draw(be.asarray(x), be.asarray(np.int32(12))))
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [{"kind": "warp"}, {"rotate": -1}, {"clean": 1.5}, {"sigma": 0}, {"alpha": math.nan}])
+def test_bad_settings_are_one_clear_error(bad):
+    with pytest.raises(XpnetError):
+        Augment(**{"kind": "affine", **bad})
+
+
+def test_augmented_run_paused_and_resumed_equals_the_straight_run():
+    rng = np.random.default_rng(1)
+    x, y = rng.random((150, 784)).astype(np.float32), rng.integers(0, 10, 150).astype(np.int32)
+    be, model, augment = get_backend("numpy"), MLP(sizes=(784, 16, 10)), Augment("elastic")
+
+    def run(**kw):
+        params, history = fit(be, model, Adam(), Schedule("cosine", 0.01, 2), x, y, epochs=2, batch_size=32,
+                              seed=4, augment=augment, **kw)
+        return params, history
+
+    straight, _ = run()
+    asked = []
+    with pytest.raises(Interrupted) as paused:
+        run(stop_requested=lambda: asked.append(1) or len(asked) == 7)
+    resumed, _ = run(start=paused.value.state)
+    assert_trees_close(resumed, straight, exact=True)
+    plain, _ = fit(be, model, Adam(), Schedule("cosine", 0.01, 2), x, y, epochs=2, batch_size=32, seed=4)
+    assert not np.allclose(plain[0]["w"], straight[0]["w"])  # augmentation really was on
+
+
+def test_jax_scan_with_augmentation_equals_the_step_loop():
+    pytest.importorskip("jax")
+    rng = np.random.default_rng(2)
+    x, y = rng.random((100, 784)).astype(np.float32), rng.integers(0, 10, 100).astype(np.int32)
+    be, model = get_backend("jax"), MLP(sizes=(784, 12, 10))
+    runs = [
+        be.tree_to_host(fit(be, model, Adam(), Schedule("cosine", 0.01, 2), x, y, epochs=2, batch_size=32, seed=0,
+                            augment=Augment("elastic"), epoch_mode=mode)[0])
+        for mode in ("step", "scan")
+    ]
+    numpy_run = fit(get_backend("numpy"), model, Adam(), Schedule("cosine", 0.01, 2), x, y, epochs=2, batch_size=32,
+                    seed=0, augment=Augment("elastic"))[0]
+    assert_trees_close(runs[1], runs[0], rtol=1e-5, atol=1e-6)
+    assert_trees_close(runs[0], numpy_run, rtol=1e-4, atol=1e-5)
