@@ -303,7 +303,8 @@ def main(argv=None):
     import numpy as np
 
     import nn
-    from nn.checkpoint import data_fingerprint, describe_run, save_checkpoint
+    from cli.paths import free_checkpoint_folder
+    from nn.checkpoint import data_fingerprint, describe_run, has_checkpoint, save_checkpoint
     from nn.data import load_mnist
     from nn.files import atomic_write_bytes
     from nn.samples import load_samples
@@ -354,8 +355,9 @@ def main(argv=None):
                 start=start, on_checkpoint=save_epoch if folder else None, stop_requested=stop_requested,
             )
     except Interrupted as exc:
-        # Without --checkpoint-dir, Ctrl-C still keeps the work: beside the model file.
-        folder = folder or str(Path(args.out).with_name(Path(args.out).stem + ".checkpoint"))
+        # Without --checkpoint-dir, Ctrl-C still keeps the work: beside the model file,
+        # in a folder of its own, never over another run's checkpoint.
+        folder = folder or str(free_checkpoint_folder(args.out, has_checkpoint))
         save_checkpoint(folder, exc.state, run_record)
         print(f"train.py: interrupted in epoch {exc.state.epoch + 1} after step {exc.state.step}; "
               f"checkpoint saved in {folder}; resume with: uv run train.py --resume {folder}", file=sys.stderr)
@@ -418,9 +420,11 @@ def _publish(args, model, params, metrics):
 
 
 def _check_outputs(args):
-    """Refuse unusable output paths before any training time is spent."""
+    """Refuse unusable or clashing output paths before any data is read or training time spent."""
     from backends import XpnetError
-    from nn.checkpoint import has_checkpoint
+    from cli.paths import check_no_clash, check_writable_file, check_writable_folder
+    from nn.checkpoint import checkpoint_path, has_checkpoint
+    from nn.data import data_files
     from nn.serialize import check_extension
 
     check_extension(args.out)
@@ -439,6 +443,21 @@ def _check_outputs(args):
             f"--checkpoint-dir {args.checkpoint_dir} already holds a checkpoint: continue that run with "
             f"--resume {args.checkpoint_dir}, or choose another folder"
         )
+    files = [("--out", args.out), ("--metrics-json", args.metrics_json), ("--export-onnx", args.export_onnx)]
+    for flag, path in files:
+        if path is not None:
+            check_writable_file(flag, path)
+    folder = args.checkpoint_dir or args.resume
+    if folder:
+        check_writable_folder("--checkpoint-dir" if args.checkpoint_dir else "--resume", folder)
+    data = args.data or os.environ.get("MNIST_DATA") or None
+    data_flag = "--data" if args.data else "$MNIST_DATA"
+    inputs = [(data_flag, file) for file in (data_files(data) if data else [])] + [("--extra-data", args.extra_data)]
+    if args.resume:
+        inputs.append(("--resume", checkpoint_path(args.resume)))
+    check_no_clash(inputs, files)
+    if folder:  # the checkpoint is written there: no other output may be that file
+        check_no_clash([], [*files, ("the checkpoint", checkpoint_path(folder))])
 
 
 def _flag(dest):

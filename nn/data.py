@@ -70,13 +70,25 @@ def _load_path(path, source):
     raise XpnetError(f"MNIST path {path} is neither a folder nor an .npz file; {FIX}")
 
 
+def data_files(path):
+    """Every file ``load_mnist(path)`` may read: the path itself, or each spelling of the four IDX names in it."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    return [path / spelling for pair in FILES.values() for name in pair for spelling in _spellings(name)]
+
+
+def _spellings(name):
+    dotted = name.replace("-idx", ".idx")
+    return (name, name + ".gz", dotted, dotted + ".gz")
+
+
 # --- IDX files --------------------------------------------------------------
 
 
 def _find(folder, name):
     """The file for ``name`` in any of the spellings people download it under."""
-    dotted = name.replace("-idx", ".idx")
-    for candidate in (name, name + ".gz", dotted, dotted + ".gz"):
+    for candidate in _spellings(name):
         if (folder / candidate).is_file():
             return folder / candidate
     found = sorted(p.name for p in folder.iterdir())

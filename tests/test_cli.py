@@ -155,3 +155,64 @@ def test_default_model_learns_real_mnist_on_numpy(tmp_path):
     figures = json.loads(metrics.read_text())
     assert figures["epochs"] == 5
     assert figures["test_accuracy"] >= 0.97, figures["test_accuracy"]
+
+
+# -- nothing lost: an output never replaces an input or another output ---------------
+def _snapshot(folder):
+    return {p: p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def _clash_cases(tmp_path, tiny_mnist):
+    dataset = tmp_path / "D.npz"
+    np.savez(dataset, x_train=np.zeros((4, 28, 28), np.uint8), y_train=np.zeros(4, np.uint8),
+             x_test=np.zeros((4, 28, 28), np.uint8), y_test=np.zeros(4, np.uint8))
+    (tmp_path / "m.npz").write_bytes(b"a good model")
+    (tmp_path / "link.npz").symlink_to(tmp_path / "m.npz")
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    (samples / "7-a.npz").write_bytes(b"a sample")
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "folder.npz").mkdir()
+    return {
+        "data is out": (["--data", dataset, "--out", dataset], ["--out", "--data"]),
+        "out is metrics": (["--data", tiny_mnist, "--out", tmp_path / "m.npz", "--metrics-json", tmp_path / "m.npz"],
+                           ["--metrics-json", "--out"]),
+        "metrics is a symlink to out": (["--data", tiny_mnist, "--out", tmp_path / "m.npz",
+                                         "--metrics-json", tmp_path / "link.npz"], ["--metrics-json", "--out"]),
+        "out inside the samples folder": (["--data", tiny_mnist, "--extra-data", samples, "--out", samples / "m.npz"],
+                                          ["--extra-data", "inside"]),
+        "metrics is a data file": (["--data", tiny_mnist, "--metrics-json", tiny_mnist / "t10k-labels-idx1-ubyte.gz"],
+                                    ["--metrics-json", "--data"]),
+        "out is the checkpoint file": (["--data", tiny_mnist, "--checkpoint-dir", tmp_path / "ck",
+                                        "--out", tmp_path / "ck" / "checkpoint.safetensors"], ["checkpoint"]),
+        "out is a folder": (["--data", tiny_mnist, "--out", tmp_path / "folder.npz"], ["folder"]),
+        "out in a missing folder": (["--data", tiny_mnist, "--out", tmp_path / "nope" / "m.npz"], ["does not exist"]),
+        "metrics is a folder": (["--data", tiny_mnist, "--metrics-json", samples], ["--metrics-json", "folder"]),
+        "checkpoint dir is a file": (["--data", tiny_mnist, "--checkpoint-dir", tmp_path / "m.npz"], ["not a folder"]),
+    }
+
+
+CLASHES = ["data is out", "out is metrics", "metrics is a symlink to out",
+           "out inside the samples folder", "metrics is a data file", "out is the checkpoint file",
+           "out is a folder", "out in a missing folder", "metrics is a folder", "checkpoint dir is a file"]
+
+
+@pytest.mark.parametrize("case", CLASHES)
+def test_an_output_never_replaces_an_input_or_another_output(case, tmp_path, tiny_mnist):
+    args, needles = _clash_cases(tmp_path, tiny_mnist)[case]
+    before = _snapshot(tmp_path)
+    result = run_train("--backend", "numpy", "--epochs", "1", *args)
+    _assert_one_line_error(result, *needles)
+    assert "data:" not in result.stdout  # refused before any data was read
+    assert _snapshot(tmp_path) == before
+
+
+def test_the_same_file_through_a_relative_path_is_a_clash(tmp_path, tiny_mnist):
+    (tmp_path / "m.npz").write_bytes(b"a good model")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--backend", "numpy", "--data", str(tiny_mnist),
+         "--out", "m.npz", "--metrics-json", "./m.npz"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    _assert_one_line_error(result, "--metrics-json", "--out")
+    assert (tmp_path / "m.npz").read_bytes() == b"a good model"

@@ -150,26 +150,38 @@ def test_run_killed_in_epoch_3_and_resumed_equals_the_straight_run(backend, digi
             np.testing.assert_allclose(a[k], b[k], rtol=0 if exact else 1e-5, atol=0 if exact else 1e-6)
 
 
-def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(digits, straight, tmp_path):
-    reference = straight("numpy")
-    out = tmp_path / "model.safetensors"
-    # No --checkpoint-dir: Ctrl-C still saves one, beside the model file. The
-    # first per-epoch line on stdout tells that epoch 2 is under way.
-    process = subprocess.Popen(_command("--backend", "numpy", "--data", digits, *RUN, "--out", out),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_env())
+def _interrupt_in_epoch_2(*args):
+    """train.py started, Ctrl-C once its first per-epoch line says epoch 2 is under way."""
+    process = subprocess.Popen(_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               cwd=ROOT, env=_env())
     for line in process.stdout:
         if line.startswith("epoch 1/"):
             break
     time.sleep(0.1)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
+    return process.returncode, stderr
+
+
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(digits, straight, tmp_path):
+    reference = straight("numpy")
+    out = tmp_path / "model.safetensors"
+    # No --checkpoint-dir: Ctrl-C still saves one, beside the model file.
+    returncode, stderr = _interrupt_in_epoch_2("--backend", "numpy", "--data", digits, *RUN, "--out", out)
+    assert returncode == 130, stderr
     folder = tmp_path / "model.checkpoint"
     last = stderr.strip().splitlines()[-1]
     assert "interrupted in epoch" in last and f"uv run train.py --resume {folder}" in last, stderr
     assert "Traceback" not in stderr and not out.exists()
     epoch, step = _saved_epoch(folder)
     assert (epoch, step) >= (1, 0) and epoch < EPOCHS
+
+    # Another run with the same --out, interrupted too, keeps the first one's checkpoint.
+    first = (folder / FILE).read_bytes()
+    returncode, stderr = _interrupt_in_epoch_2("--backend", "numpy", "--data", digits, *RUN, "--seed", 1, "--out", out)
+    assert returncode == 130, stderr
+    assert f"--resume {tmp_path / 'model.2.checkpoint'}" in stderr.strip().splitlines()[-1], stderr
+    assert (folder / FILE).read_bytes() == first and (tmp_path / "model.2.checkpoint" / FILE).is_file()
 
     # resumed into a folder of its own, so the final checkpoints can be compared
     result = _train("--resume", folder)
