@@ -20,11 +20,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_OUT = "model.npz"
+# The distortion parameters, each a flag --aug-NAME (nn.augment.RANGES has their help and ranges).
+AUGMENT_PARAMS = ("rotate", "shear", "scale", "shift", "sigma", "alpha", "thicken", "thin", "clean")
 # The flags that define a run: --resume keeps the checkpoint's, and refuses others.
 RUN_FLAGS = (
     "seed", "hidden", "activation", "loss", "output", "init", "dropout", "reg", "reg_lambda", "epochs",
     "batch_size", "optimizer", "lr", "schedule", "lr_decay", "momentum", "nesterov", "weight_decay",
-    "val_size", "patience", "min_delta", "restore_best",
+    "val_size", "patience", "min_delta", "restore_best", "augment", *(f"aug_{name}" for name in AUGMENT_PARAMS),
 )
 # The default recipe, Adam from 6e-3 on a cosine to 0 with decoupled
 # (AdamW-style) decay 0.1, was chosen on the median test accuracy of 3 seeds
@@ -88,6 +90,23 @@ def _hidden_sizes(text):
     return sizes
 
 
+def _augment_value(name):
+    from nn.augment import RANGES
+
+    _, low, high = RANGES[name]
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text} must be a number from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
 def _names(text):
     return [part.strip().lower() for part in text.split(",") if part.strip()]
 
@@ -144,6 +163,17 @@ def build_parser():
                       help="dropout rate on hidden activations while training (never on the logits)")
     arch.add_argument("--reg", choices=REGULARIZERS, default="none", help="weight penalty (biases are never penalised)")
     arch.add_argument("--reg-lambda", type=_non_negative_float, default=1e-4, help="strength of --reg")
+
+    from nn.augment import KINDS, RANGES, Augment
+
+    aug = p.add_argument_group("augmentation: every training batch distorted anew, per sample (nn/augment.py)")
+    aug.add_argument("--augment", choices=KINDS, default="none",
+                     help="none; affine (rotation, shear, x/y scale, shift, stroke width); elastic (affine plus "
+                          "Simard's elastic field)")
+    for name in AUGMENT_PARAMS:
+        what, low, high = RANGES[name]
+        aug.add_argument(f"--aug-{name}", type=_augment_value(name), default=getattr(Augment(), name),
+                         metavar="X", help=f"{what}, {low:g} to {high:g}")
 
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=_positive_int, default=5, help="maximum number of epochs")
@@ -229,7 +259,13 @@ def build_run(args):
     be.check_batch_size(args.batch_size)
     grad = be.check_grad_mode(args.grad)
     stopping = nn.EarlyStopping(args.patience, args.min_delta, args.restore_best)
-    return be, grad, model, optimizer, schedule, stopping
+    return be, grad, model, optimizer, schedule, stopping, augment_from_args(args)
+
+
+def augment_from_args(args):
+    from nn.augment import Augment
+
+    return Augment(args.augment, **{name: getattr(args, f"aug_{name}") for name in AUGMENT_PARAMS})
 
 
 def _env_int(name, flag):
@@ -315,10 +351,11 @@ def main(argv=None):
     if args.resume:
         args, checkpoint = _resumed_args(argv, args.resume)
     _check_outputs(args)
-    be, grad, model, optimizer, schedule, stopping = build_run(args)
+    be, grad, model, optimizer, schedule, stopping, augment = build_run(args)
     extra = load_samples(args.extra_data) if args.extra_data else None  # a bad folder fails before MNIST loads
     epoch_mode = be.check_epoch_mode(args.epoch_mode)
     print(_describe(model, args, be, grad, epoch_mode), flush=True)
+    print(augment.describe(), flush=True)
     data = load_mnist(args.data)
     x_train, y_train, x_val, y_val = nn.split_validation(data.x_train, data.y_train, args.val_size)
     mixed = ""
@@ -353,6 +390,7 @@ def main(argv=None):
                 early_stopping=stopping, progress_bar=_progress_bar(args.progress), epoch_mode=epoch_mode,
                 on_epoch=lambda record: print(_epoch_line(record, args.epochs), flush=True),
                 start=start, on_checkpoint=save_epoch if folder else None, stop_requested=stop_requested,
+                augment=augment,
             )
     except Interrupted as exc:
         # Without --checkpoint-dir, Ctrl-C still keeps the work: beside the model file,
@@ -376,7 +414,10 @@ def main(argv=None):
         be, be.make_eval_step(model), params, be.asarray(data.x_test), be.asarray(data.y_test)
     )
     host_params = be.tree_to_host(params)
-    save_model(args.out, model, host_params)
+    save_model(args.out, model, host_params, training={
+        "augment": augment.config(), "epochs": len(history), "seed": args.seed, "optimizer": args.optimizer,
+        "lr": args.lr, "schedule": args.schedule, "batch_size": args.batch_size,
+    })
     print(f"test accuracy {test_accuracy:.2%} (loss {test_loss:.4f}) in {train_seconds:.1f} s | model saved to {args.out}")
 
     metrics = {
@@ -473,6 +514,8 @@ def _resumed_args(argv, folder):
     parser = build_parser()
     defaults = vars(parser.parse_args([]))
     saved = checkpoint.run.get("args")
+    if isinstance(saved, dict) and "augment" not in saved:  # written before --augment existed: none then
+        saved = {**{k: defaults[k] for k in RUN_FLAGS if k == "augment" or k.startswith("aug_")}, **saved}
     if not isinstance(saved, dict) or any(
         k not in saved or (defaults[k] is not None and type(saved[k]) is not type(defaults[k])) for k in RUN_FLAGS
     ):

@@ -95,7 +95,7 @@ def _xpnet_epoch(n, batch, hidden, x_all):
 
     flags = ["--backend", "jax", "--hidden", f"{hidden},{hidden // 2}", "--batch-size", str(batch),
              "--optimizer", "adam", "--lr", "1e-3", "--schedule", "constant", "--weight-decay", "0"]
-    be, grad, model, optimizer, _, _ = train.build_run(train.build_parser().parse_args(flags))
+    be, grad, model, optimizer, _, _, _ = train.build_run(train.build_parser().parse_args(flags))
     run_epoch = be.make_train_epoch(model, optimizer, seed=0, grad=grad, n=n, batch_size=batch)
     y_all = be.asarray(np.arange(n, dtype=np.int32) % 10)
     x_all = be.asarray(x_all)

@@ -62,8 +62,10 @@ def build(variant, flags):
     args = train.build_parser().parse_args(["--backend", variant.backend, "--no-progress", *flags])
     fit_options = dict(variant.fit)
     try:
-        be, _, model, optimizer, schedule, stopping = train.build_run(args)
+        be, _, model, optimizer, schedule, stopping, augment = train.build_run(args)
         fit_options["grad"] = be.check_grad_mode(fit_options.get("grad"))
+        if augment.active:
+            fit_options["augment"] = augment
     except XpnetError as exc:
         raise probe.Unsupported(str(exc)) from None
     accepted = inspect.signature(nn.fit).parameters

@@ -80,16 +80,24 @@ def model_tensors(params):
     }
 
 
-def save_model(path, model, params):
-    """Write ``model`` and host or device ``params`` atomically; the extension picks the format."""
+def save_model(path, model, params, training=None):
+    """Write ``model`` and host or device ``params`` atomically; the extension picks the format.
+
+    ``training``: a JSON-ready record of how the model was trained (the
+    augmentation, the recipe), kept beside the architecture; loading
+    ignores it, ``read_training_record`` reads it.
+    """
     tensors = model_tensors(params)
+    records = {"architecture": architecture_json(model)}
+    if training is not None:
+        records["training"] = json.dumps(training, allow_nan=False)
     if check_extension(path) == ".safetensors":
         from safetensors.numpy import save
 
-        data = save(tensors, metadata={"architecture": architecture_json(model)})
+        data = save(tensors, metadata=records)
     else:
         buffer = io.BytesIO()
-        np.savez(buffer, architecture=np.array(architecture_json(model)), **tensors)
+        np.savez(buffer, **{k: np.array(v) for k, v in records.items()}, **tensors)
         data = buffer.getvalue()
     atomic_write_bytes(path, data)
 
@@ -137,6 +145,7 @@ def _read_npz(path):
         raise XpnetError(
             f"{path} is truncated or corrupt ({type(exc).__name__}): not a readable xpnet model file; train a new one"
         ) from None
+    arrays.pop("training", None)  # how it was trained: read by read_training_record, not needed to load
     record = arrays.pop("architecture", None)
     if record is not None and (record.ndim != 0 or record.dtype.kind != "U"):
         raise XpnetError(f"{path} has an unreadable architecture record (not a JSON string): not an xpnet model file")
@@ -241,6 +250,20 @@ def check_params(path, model, arrays, prefix="layers"):
             layer[name] = value
         params.append(layer)
     return params
+
+
+def read_training_record(path):
+    """The ``training`` record ``save_model`` wrote into a model file, or None."""
+    path = Path(path)
+    if path.suffix.lower() == ".safetensors":
+        text = read_safetensors(path)[0].get("training")
+    else:
+        with np.load(path, allow_pickle=False) as archive:
+            text = str(archive["training"]) if "training" in archive.files else None
+    try:
+        return None if text is None else json.loads(text)
+    except ValueError:
+        raise XpnetError(f"{path} has an unreadable training record: not written by this xpnet") from None
 
 
 def _model_from_arrays(path, architecture, arrays):

@@ -67,6 +67,10 @@ def _assert_one_line_error(result, *needles):
         (["--optimizer", "sgd", "--nesterov"], ["momentum"]),
         (["--backend", "numpy", "--grad", "autodiff"], ["autodiff", "jax"]),
         (["--no-such-flag"], ["--no-such-flag"]),
+        (["--augment", "warp"], ["--augment", "elastic"]),
+        (["--augment", "affine", "--aug-rotate", "100"], ["--aug-rotate", "0 to 90"]),
+        (["--aug-clean", "nan"], ["--aug-clean"]),
+        (["--aug-sigma", "0"], ["--aug-sigma", "0.5"]),
     ],
 )
 def test_bad_flags_fail_fast_with_one_line(args, needles, tmp_path):
@@ -133,6 +137,23 @@ def test_tiny_run_writes_model_and_metrics(tiny_mnist, tmp_path):
 
     model, params = load_model(out)
     assert model.sizes == (784, 128, 64, 10) and params[0]["w"].dtype == np.float32
+
+
+@pytest.mark.parametrize("out_name", ["m.npz", "m.safetensors"])
+def test_augmented_run_records_its_augmentation_in_header_metrics_and_model_file(out_name, tiny_mnist, tmp_path):
+    from nn.augment import Augment
+    from nn.serialize import load_model, read_training_record
+
+    out, metrics = tmp_path / out_name, tmp_path / "m.json"
+    result = run_train("--backend", "numpy", "--data", tiny_mnist, "--val-size", "50", "--epochs", "1",
+                       "--augment", "affine", "--aug-rotate", "7.5", "--out", out, "--metrics-json", metrics,
+                       "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "augment affine: rotate 7.5 deg" in result.stdout
+    record = read_training_record(out)["augment"]
+    assert Augment.from_config(record) == Augment("affine", rotate=7.5)
+    assert json.loads(metrics.read_text())["args"]["augment"] == "affine"
+    load_model(out)  # the record does not get in the way of loading
 
 
 def test_run_without_validation_writes_null_validation_figures(tiny_mnist, tmp_path):
