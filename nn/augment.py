@@ -185,20 +185,19 @@ def sampling_coordinates(xp, inverse, shift, displacement=None):
 def bilinear_sample(xp, images, src_x, src_y):
     """``images`` (batch, h, w) read at (src_x, src_y) bilinearly, 0 outside; any number of points per image."""
     batch, h, w = images.shape
-    # One zero pixel of padding on every side: a neighbour index clipped to
-    # -1 or h (w) reads 0, so every out-of-image neighbour weighs nothing.
-    padded = xp.pad(images, ((0, 0), (1, 1), (1, 1))).reshape(-1)
+    # Zero padding, one pixel before and two after each axis, and coordinates
+    # clipped to [-1, size]: a point beyond an edge then reads padding with
+    # weight 1 (its far neighbour with weight 0), so it comes out exactly 0,
+    # and no neighbour index needs a clip of its own.
+    padded = xp.pad(images, ((0, 0), (1, 2), (1, 2))).reshape(-1)
+    row = w + 3
+    src_x, src_y = xp.clip(src_x, -1, w), xp.clip(src_y, -1, h)
     x0, y0 = xp.floor(src_x), xp.floor(src_y)
     fx, fy = src_x - x0, src_y - y0
-    x0, y0 = x0.astype(xp.int32), y0.astype(xp.int32)
-    base = (xp.arange(batch, dtype=xp.int32) * ((h + 2) * (w + 2))).reshape((batch,) + (1,) * (src_x.ndim - 1))
-
-    def at(yi, xi):
-        yi, xi = xp.clip(yi, -1, h), xp.clip(xi, -1, w)
-        return xp.take(padded, base + (yi + 1) * (w + 2) + (xi + 1))
-
-    top = at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx
-    bottom = at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx
+    base = (xp.arange(batch, dtype=xp.int32) * ((h + 3) * row)).reshape((batch,) + (1,) * (src_x.ndim - 1))
+    corner = base + (y0.astype(xp.int32) + 1) * row + (x0.astype(xp.int32) + 1)
+    top = xp.take(padded, corner) * (1 - fx) + xp.take(padded, corner + 1) * fx
+    bottom = xp.take(padded, corner + row) * (1 - fx) + xp.take(padded, corner + row + 1) * fx
     return top * (1 - fy) + bottom * fy
 
 
