@@ -34,6 +34,11 @@ RUN_FLAGS = (
 # magnitude larger, so it keeps no decay unless asked.
 DEFAULT_LR = 6e-3
 ADAM_WEIGHT_DECAY = 0.1
+# The default model is the one gui.py loads, so it trains on distorted digits
+# (elastic, the nn.augment defaults) for 15 epochs: chosen on drawn digits and
+# MNIST test accuracy, median of 3 seeds, within 60 s on a 2-core CPU
+# (README, Reading drawings).
+DEFAULT_AUGMENT, DEFAULT_EPOCHS = "elastic", 15
 
 
 class _Parser(argparse.ArgumentParser):
@@ -118,7 +123,8 @@ def build_parser():
 
     p = _Parser(
         prog="train.py",
-        description="Train an MLP on MNIST with xpnet. Defaults reach about 98% test accuracy in 5 epochs.",
+        description="Train an MLP on MNIST with xpnet. The defaults (elastic distortions, 15 epochs) reach about "
+                    "98.8% test accuracy and read drawn digits.",
         formatter_class=_DefaultsFormatter,
     )
     run = p.add_argument_group("backend and data")
@@ -167,7 +173,7 @@ def build_parser():
     from nn.augment import KINDS, RANGES, Augment
 
     aug = p.add_argument_group("augmentation: every training batch distorted anew, per sample (nn/augment.py)")
-    aug.add_argument("--augment", choices=KINDS, default="none",
+    aug.add_argument("--augment", choices=KINDS, default=DEFAULT_AUGMENT,
                      help="none; affine (rotation, shear, x/y scale, shift, stroke width); elastic (affine plus "
                           "Simard's elastic field)")
     for name in AUGMENT_PARAMS:
@@ -176,7 +182,7 @@ def build_parser():
                          metavar="X", help=f"{what}, {low:g} to {high:g}")
 
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=_positive_int, default=5, help="maximum number of epochs")
+    opt.add_argument("--epochs", type=_positive_int, default=DEFAULT_EPOCHS, help="maximum number of epochs")
     opt.add_argument("--batch-size", type=_positive_int, default=128, help="minibatch size")
     opt.add_argument("--optimizer", choices=("sgd", "adam"), default="adam", help="update rule")
     opt.add_argument("--lr", type=_positive_float, default=DEFAULT_LR, help="initial learning rate")
@@ -515,7 +521,7 @@ def _resumed_args(argv, folder):
     defaults = vars(parser.parse_args([]))
     saved = checkpoint.run.get("args")
     if isinstance(saved, dict) and "augment" not in saved:  # written before --augment existed: none then
-        saved = {**{k: defaults[k] for k in RUN_FLAGS if k == "augment" or k.startswith("aug_")}, **saved}
+        saved = {**{k: defaults[k] for k in RUN_FLAGS if k.startswith("aug_")}, "augment": "none", **saved}
     if not isinstance(saved, dict) or any(
         k not in saved or (defaults[k] is not None and type(saved[k]) is not type(defaults[k])) for k in RUN_FLAGS
     ):

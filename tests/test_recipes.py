@@ -1,0 +1,48 @@
+"""benchmarks.recipes: each published row is a train.py command; the table is what those runs measured."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import recipes
+from tests.digits import write_digits
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_recipe_is_a_valid_train_py_command():
+    import train
+
+    for recipe in recipes.RECIPES:
+        args = train.build_parser().parse_args(recipes.command(recipe, recipe.epochs)[1:])
+        augment = train.augment_from_args(args)
+        assert args.hidden == [int(n) for n in recipe.flags[1].split(",")]
+        assert augment.kind == recipe.flags[3]
+    simard = train.augment_from_args(train.build_parser().parse_args(
+        recipes.command(recipes.RECIPES[2], 1)[1:]))
+    assert (simard.sigma, simard.alpha) == (4.0, 34.0)  # Simard's published field
+
+
+def test_a_recipe_run_writes_the_table_from_its_metrics(tmp_path):
+    data = write_digits(tmp_path / "digits", n_train=5300)
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.recipes", "--only", "simard-affine", "--epochs", "1", "--backend", "numpy",
+         "--data", str(data), "--out", str(tmp_path / "out")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "out" / "recipes.json").read_text())
+    metrics = json.loads((tmp_path / "out" / "simard-affine.json").read_text())
+    assert rows[0]["error_percent"] == pytest.approx(100 * (1 - metrics["test_accuracy"]), abs=1e-3)
+    assert rows[0]["epochs"] == 1 and metrics["args"]["augment"] == "affine" and metrics["model"]["sizes"][1] == 800
+    assert "| Simard et al. 2003, 784-800-10 CE, affine | 1.10% |" in (tmp_path / "out" / "recipes.md").read_text()
+
+
+def test_an_unknown_recipe_is_one_line_exit_2():
+    result = subprocess.run([sys.executable, "-m", "benchmarks.recipes", "--only", "lenet"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "lenet" in result.stderr
