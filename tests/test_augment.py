@@ -156,3 +156,16 @@ def test_jax_scan_with_augmentation_equals_the_step_loop():
                     seed=0, augment=Augment("elastic"))[0]
     assert_trees_close(runs[1], runs[0], rtol=1e-5, atol=1e-6)
     assert_trees_close(runs[0], numpy_run, rtol=1e-4, atol=1e-5)
+
+
+def test_the_readme_grid_shows_originals_then_distinct_distortions(tmp_path):
+    from benchmarks.augment_grid import grid, save_png
+
+    x = RNG.random((40, 784)).astype(np.float32)
+    y = np.arange(40) % 10
+    cells = grid(x, y, steps=3)
+    assert cells.shape == (10, 4, 28, 28)
+    np.testing.assert_array_equal(cells[:, 0].reshape(10, 784), x[:10])
+    assert not np.array_equal(cells[:, 1], cells[:, 2])  # every step draws anew
+    save_png(cells, tmp_path / "grid.png")
+    assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
