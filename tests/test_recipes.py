@@ -46,3 +46,14 @@ def test_an_unknown_recipe_is_one_line_exit_2():
     result = subprocess.run([sys.executable, "-m", "benchmarks.recipes", "--only", "lenet"], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "lenet" in result.stderr
+
+
+def test_augment_cost_times_plain_and_augmented_epochs():
+    from benchmarks.augment_cost import epoch_seconds
+    from nn.data import Dataset
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((5200, 784)).astype(np.float32), rng.integers(0, 10, 5200).astype(np.int32)
+    data = Dataset(x, y, x[:10], y[:10])
+    for augment in ("none", "elastic"):
+        assert 0 < epoch_seconds("numpy", "8", augment, 2, data) < 60

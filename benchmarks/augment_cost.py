@@ -1,0 +1,69 @@
+"""``uv run python -m benchmarks.augment_cost``: an augmented epoch against a plain one, in one run.
+
+For each backend and model, trains ``--epochs`` epochs with ``--augment
+none`` and with ``elastic`` (the default distortions) on real MNIST, and
+reports the median epoch time after the first (which compiles on JAX) and
+the ratio. Plain and augmented runs of one row alternate epoch by epoch
+would be fairer still; here they follow each other within seconds.
+"""
+
+import statistics
+import sys
+
+
+MODELS = ("128,64", "800")
+
+
+def epoch_seconds(backend, hidden, augment, epochs, data):
+    import nn
+    import train
+
+    args = train.build_parser().parse_args(
+        ["--backend", backend, "--hidden", hidden, "--augment", augment, "--epochs", str(epochs), "--no-progress"])
+    be, grad, model, optimizer, schedule, stopping, aug = train.build_run(args)
+    x_train, y_train, _, _ = nn.split_validation(data.x_train, data.y_train, args.val_size)
+    seconds = []
+    nn.fit(be, model, optimizer, schedule, x_train, y_train, epochs=epochs, batch_size=args.batch_size,
+           seed=0, grad=grad, augment=aug, on_epoch=lambda record: seconds.append(record["seconds"]))
+    return statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
+
+
+def main(argv=None):
+    import argparse
+    import json
+
+    from train import _Parser, _positive_int
+
+    p = _Parser(prog="python -m benchmarks.augment_cost", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    p.add_argument("--backends", default="numpy,jax", metavar="NAMES", help="comma-separated backends")
+    p.add_argument("--epochs", type=_positive_int, default=3, help="epochs per run; the first is not counted")
+    p.add_argument("--data", default=None, metavar="PATH", help="MNIST (default: $MNIST_DATA, else the cache)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
+    args = p.parse_args(argv)
+    from cli.paths import check_writable_file
+    from nn.data import load_mnist
+    from nn.files import atomic_write_bytes
+
+    if args.json:
+        check_writable_file("--json", args.json)
+    data = load_mnist(args.data)
+    rows = []
+    print("| backend | model | plain epoch | augmented epoch (elastic) | ratio |")
+    print("| --- | --- | --- | --- | --- |")
+    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+        for hidden in MODELS:
+            plain = epoch_seconds(backend, hidden, "none", args.epochs, data)
+            augmented = epoch_seconds(backend, hidden, "elastic", args.epochs, data)
+            rows.append({"backend": backend, "model": f"784-{hidden.replace(',', '-')}-10", "plain_s": plain,
+                         "augmented_s": augmented, "ratio": augmented / plain})
+            r = rows[-1]
+            print(f"| {backend} | {r['model']} | {plain:.2f} s | {augmented:.2f} s | {r['ratio']:.2f}x |", flush=True)
+    if args.json:
+        atomic_write_bytes(args.json, (json.dumps(rows, indent=2) + "\n").encode())
+    return 0
+
+
+if __name__ == "__main__":
+    from backends.errors import run_front_door
+
+    sys.exit(run_front_door(main, None, "python -m benchmarks.augment_cost"))
