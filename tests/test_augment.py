@@ -169,3 +169,23 @@ def test_the_readme_grid_shows_originals_then_distinct_distortions(tmp_path):
     assert not np.array_equal(cells[:, 1], cells[:, 2])  # every step draws anew
     save_png(cells, tmp_path / "grid.png")
     assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_augmented_jax_epochs_compile_once():
+    jax = pytest.importorskip("jax")
+    rng = np.random.default_rng(3)
+    x, y = rng.random((96, 784)).astype(np.float32), rng.integers(0, 10, 96).astype(np.int32)
+    compiles, after_epoch = [], []
+
+    def listener(event, duration_secs, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration_secs)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        fit(get_backend("jax"), MLP(sizes=(784, 8, 10)), Adam(), Schedule("cosine", 0.01, 3), x, y, epochs=3,
+            batch_size=32, seed=0, augment=Augment("elastic"), epoch_mode="scan",
+            on_epoch=lambda record: after_epoch.append(len(compiles)))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert after_epoch[0] > 0 and after_epoch == [after_epoch[0]] * 3
