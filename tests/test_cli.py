@@ -136,7 +136,7 @@ def test_tiny_run_writes_model_and_metrics(tiny_mnist, tmp_path):
     from nn.serialize import load_model
 
     model, params = load_model(out)
-    assert model.sizes == (784, 128, 64, 10) and params[0]["w"].dtype == np.float32
+    assert model.sizes == (784, 256, 128, 10) and params[0]["w"].dtype == np.float32
 
 
 @pytest.mark.parametrize("out_name", ["m.npz", "m.safetensors"])

@@ -1,0 +1,150 @@
+"""``uv run python -m benchmarks.drawn_digits MODEL...``: how well a model reads digits drawn like on gui.py's canvas.
+
+The set is made from MNIST's test digits, not by smoothing them back down
+but by laying ink as a pen does: each digit is thinned to its centre line
+(Zhang-Suen), the line is rotated, sheared, scaled and placed anywhere on a
+canvas of gui.py's size, and re-stroked with gui.py's own round brush at a
+random width; the canvas then goes through gui.py's preprocessing
+(``nn.preprocess.to_mnist``). A fixed seed gives the same set every time.
+
+    uv run python -m benchmarks.drawn_digits model.npz other.npz --json drawn.json
+"""
+
+import sys
+
+import numpy as np
+
+CANVAS = 392  # gui.py's canvas side (drawing.layout)
+# Ranges of the pen and the hand: rotation and shear as people slant, the
+# size from 40% of the canvas to nearly all of it, the brush 0.7-1.3 times
+# gui.py's width. After preprocessing, strokes are 1.3-5.4 px wide in a
+# 20 px digit (MNIST's own median: 2.5 px).
+ROTATE_DEG, SHEAR, ASPECT, SIZE, BRUSH = 20.0, 0.3, 0.15, (0.4, 0.9), (0.7, 1.3)
+
+
+def _neighbours(image):
+    """P2..P9 of Zhang-Suen (N, NE, E, SE, S, SW, W, NW) of every pixel of a (batch, h, w) bool array."""
+    p = np.pad(image, ((0, 0), (1, 1), (1, 1)))
+    h, w = image.shape[1:]
+    at = lambda dy, dx: p[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]  # noqa: E731
+    return [at(-1, 0), at(-1, 1), at(0, 1), at(1, 1), at(1, 0), at(1, -1), at(0, -1), at(-1, -1)]
+
+
+def thin(images):
+    """Zhang & Suen's (1984) thinning of a (batch, h, w) bool array, all images at once, to 1-px lines."""
+    skeleton = images.copy()
+    for _ in range(100):
+        changed = False
+        for first in (True, False):
+            n = _neighbours(skeleton)
+            count = sum(v.astype(np.int8) for v in n)
+            ring = n + n[:1]
+            transitions = sum((~ring[i] & ring[i + 1]).astype(np.int8) for i in range(8))
+            p2, p4, p6, p8 = n[0], n[2], n[4], n[6]
+            if first:
+                side = ~(p2 & p4 & p6) & ~(p4 & p6 & p8)
+            else:
+                side = ~(p2 & p4 & p8) & ~(p2 & p6 & p8)
+            delete = skeleton & (count >= 2) & (count <= 6) & (transitions == 1) & side
+            if delete.any():
+                skeleton &= ~delete
+                changed = True
+        if not changed:
+            return skeleton
+    return skeleton
+
+
+def draw_skeleton(skeleton, rng, side=CANVAS):
+    """One thinned 28x28 digit laid on a blank canvas as brush strokes, slanted, sized and placed at random."""
+    from drawing.brush import brush_radius, segment_coverage
+
+    rows, cols = np.nonzero(skeleton)
+    points = np.stack([cols, rows], axis=1).astype(np.float64)
+    points -= points.mean(axis=0)
+    theta = np.deg2rad(rng.uniform(-ROTATE_DEG, ROTATE_DEG))
+    rotate = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
+    shear = np.array([[1.0, rng.uniform(-SHEAR, SHEAR)], [0.0, 1.0]])
+    aspect = np.diag([1 + rng.uniform(-ASPECT, ASPECT), 1 + rng.uniform(-ASPECT, ASPECT)])
+    warped = points @ (rotate @ shear @ aspect).T
+    radius = brush_radius(side) * rng.uniform(*BRUSH)
+    extent = np.ptp(warped, axis=0).max() + 1
+    warped *= (rng.uniform(*SIZE) * side - 2 * radius) / extent
+    low, high = warped.min(axis=0) - radius - 1, warped.max(axis=0) + radius + 1
+    offset = np.array([rng.uniform(-low[k], side - high[k]) if side - high[k] > -low[k] else side / 2
+                       for k in range(2)])
+    at = {(r, c): tuple(warped[i] + offset) for i, (r, c) in enumerate(zip(rows, cols))}
+    canvas = np.zeros((side, side), np.float32)
+    # A segment to every 8-neighbour (each pair once), a dot where a pixel has none.
+    for (r, c), start in at.items():
+        ends = [at[(r + dr, c + dc)] for dr, dc in ((0, 1), (1, -1), (1, 0), (1, 1)) if (r + dr, c + dc) in at]
+        for end in ends or [start]:
+            painted = segment_coverage(canvas.shape, start, end, radius)
+            if painted is not None:
+                region, coverage = painted
+                canvas[region] = np.maximum(canvas[region], coverage)
+    return canvas
+
+
+def make_drawn_set(x_test, y_test, n=2000, seed=0):
+    """(x float32 (n, 784) after gui.py's preprocessing, y int32 (n,)): test digits drawn anew."""
+    from nn.preprocess import to_mnist
+
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(y_test), size=min(n, len(y_test)), replace=False))
+    skeletons = thin(x_test[chosen].reshape(-1, 28, 28) >= 0.5)
+    drawn = np.stack([to_mnist(draw_skeleton(s, rng)).ravel() for s in skeletons])
+    return drawn.astype(np.float32), y_test[chosen].astype(np.int32)
+
+
+def accuracy(model_path, x, y):
+    from backends import get_backend
+    from nn.serialize import load_model
+
+    model, params = load_model(model_path)
+    be = get_backend("numpy")
+    probabilities = be.to_host(be.make_predict(model)(be.tree_asarray(params), be.asarray(x)))
+    return float(np.mean(np.argmax(probabilities, axis=1) == y))
+
+
+def main(argv=None):
+    import json
+
+    from train import _Parser, _positive_int
+
+    p = _Parser(prog="python -m benchmarks.drawn_digits", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    p.add_argument("models", nargs="+", metavar="MODEL", help="model files to measure")
+    p.add_argument("--n", type=_positive_int, default=2000, help="how many drawn digits (at most 10,000)")
+    p.add_argument("--seed", type=int, default=0, help="the set's seed: the same seed, the same drawings")
+    p.add_argument("--data", default=None, metavar="PATH", help="MNIST (default: $MNIST_DATA, else the cache)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
+    args = p.parse_args(argv)
+    from backends import XpnetError
+    from cli.paths import check_writable_file
+    from nn.data import load_mnist
+    from nn.files import atomic_write_bytes
+    from nn.serialize import load_model
+
+    if args.seed < 0:
+        raise XpnetError(f"--seed {args.seed} must be >= 0")
+    if args.json:
+        check_writable_file("--json", args.json)
+    for path in args.models:
+        load_model(path)  # a bad file fails before the set is drawn
+    data = load_mnist(args.data)
+    x, y = make_drawn_set(data.x_test, data.y_test, args.n, args.seed)
+    rows = []
+    for path in args.models:
+        mnist, drawn = accuracy(path, data.x_test, data.y_test), accuracy(path, x, y)
+        rows.append({"model": str(path), "mnist_test_accuracy": mnist, "drawn_accuracy": drawn,
+                     "gap_points": 100 * (mnist - drawn), "n_drawn": len(y), "seed": args.seed})
+        print(f"{path}: MNIST test {mnist:.2%}, drawn {drawn:.2%} ({len(y):,} digits), gap {100 * (mnist - drawn):.2f} points",
+              flush=True)
+    if args.json:
+        atomic_write_bytes(args.json, (json.dumps(rows, indent=2) + "\n").encode())
+    return 0
+
+
+if __name__ == "__main__":
+    from backends.errors import run_front_door
+
+    sys.exit(run_front_door(main, None, "python -m benchmarks.drawn_digits"))
