@@ -112,10 +112,10 @@ class CupyBackend(Backend):
 
         grad = self.check_grad_mode(grad)
         kernels = self.kernels()
-        augmenting = augment is not None and augment.active
-        if kernels is None or augmenting or fused_step_unsupported(model, optimizer) is not None:
+        if kernels is None or fused_step_unsupported(model, optimizer, augment) is not None:
             return super().make_train_step(model, optimizer, seed=seed, grad=grad, augment=augment)
-        return FusedTrainStep(self.xp, kernels, model, optimizer, seed, cuda_graph=self.cuda_graph is not False)
+        return FusedTrainStep(self.xp, kernels, model, optimizer, seed, cuda_graph=self.cuda_graph is not False,
+                              augment=augment)
 
 
 BACKEND_CLASS = CupyBackend

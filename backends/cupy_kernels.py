@@ -23,7 +23,7 @@ import numpy
 
 KERNEL_DIR = Path(__file__).resolve().parent / "cuda"
 HEADER = "xpnet.cuh"
-KERNEL_FILES = ("batch.cu", "activations.cu", "losses.cu", "optimizers.cu", "sgemm.cu")
+KERNEL_FILES = ("batch.cu", "augment.cu", "activations.cu", "losses.cu", "optimizers.cu", "sgemm.cu")
 # The options CuPy itself compiles with; the compile tests use the same.
 NVRTC_OPTIONS = ("-ftz=true", "--device-as-default-execution-space", "-std=c++17")
 
@@ -58,6 +58,8 @@ def _sgemm_constants():
 
 
 SGEMM_TILE, SGEMM_THREADS, SGEMM_SHARED_BYTES = _sgemm_constants()
+AUGMENT_PIXELS = 784
+AUGMENT_SHARED_BYTES = 6 * AUGMENT_PIXELS * 4  # AUG_SHARED_FLOATS of augment.cu
 # Grid-stride kernels never need more blocks than this to fill a GPU.
 MAX_BLOCKS = 4096
 ROWS_PER_BLOCK = 4  # loss kernels: one warp per row, 4 warps per block
@@ -141,6 +143,22 @@ class Kernels:
         args = (x, i32("y", y), x_all, i32("y_all", y_all), i32("batch_idx", batch_idx),
                 u32("step_u32", step_u32), numpy.int32(rows), numpy.int32(cols))
         return self.launch("gather_batch_f32", (_blocks(rows * cols, block),), (block,), args)
+
+    # -- augment.cu -------------------------------------------------------------------------
+    def augment(self, x, step_u32, seed_hash, settings, block=256):
+        """x (rows, 784), gathered, distorted in place for the step in ``step_u32``.
+
+        ``settings``: nn.augment.Augment's plain values (``Augment.config()``).
+        """
+        rows, cols = x.shape
+        if cols != AUGMENT_PIXELS:
+            raise ValueError(f"augment_f32 distorts 28x28 images (784 columns), got {cols}")
+        (x,) = f32(("x", x))
+        args = (x, u32("step_u32", step_u32), numpy.uint32(seed_hash), numpy.int32(rows),
+                numpy.int32(settings["kind"] == "elastic"), numpy.float32(settings["rotate"] * math.pi / 180),
+                *(numpy.float32(settings[k]) for k in ("shear", "scale", "shift", "sigma", "alpha", "thicken", "thin",
+                                                        "clean")))
+        return self.launch("augment_f32", (rows,), (block,), args, shared_mem=AUGMENT_SHARED_BYTES)
 
     # -- activations.cu -----------------------------------------------------------------
     def bias_act_forward(self, z, y, a, b, step_u32, act, seed_hash=0, layer=0, keep_prob=1.0, block=256):

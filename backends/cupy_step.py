@@ -29,14 +29,16 @@ RING = 4096  # steps whose loss and correct count stay readable
 _ALIGN = 32  # floats: each layer's block starts on a 128-byte boundary
 
 
-def fused_step_unsupported(model, optimizer):
-    """Why the kernel step cannot run this model and optimizer, or None."""
+def fused_step_unsupported(model, optimizer, augment=None):
+    """Why the kernel step cannot run this model, optimizer and augmentation, or None."""
     from nn.optimizers import SGD, Adam
 
     if type(optimizer) not in (SGD, Adam):
         return f"no update kernel for {type(optimizer).__name__}"
     if any(name not in ACTIVATION_CODES for name in model.activations):
         return "an activation without a kernel"
+    if augment is not None and augment.active and model.sizes[0] != 784:
+        return "augment_f32 distorts 28x28 images only"
     return None
 
 
@@ -76,8 +78,10 @@ class FusedTrainStep:
     ``RING`` steps.
     """
 
-    def __init__(self, xp, kernels: Kernels, model, optimizer, seed, cuda_graph=True):
+    def __init__(self, xp, kernels: Kernels, model, optimizer, seed, cuda_graph=True, augment=None):
         self.xp, self.kernels, self.model, self.optimizer = xp, kernels, model, optimizer
+        # augment: an nn.augment.Augment, read as plain values (backends do not import nn).
+        self.augment = augment.config() if augment is not None and augment.active else None
         self.seed_hash = _mix32_int(int(seed))
         self.layout = FlatLayout(model.sizes)
         self.adam = type(optimizer).__name__ == "Adam"
@@ -183,6 +187,8 @@ class FusedTrainStep:
         P, G = self.params, self.grads
 
         plan = [k.gather_batch(x, y, x_all, y_all, self.batch_idx, self.step_u32)]
+        if self.augment is not None:
+            plan.append(k.augment(x, self.step_u32, self.seed_hash, self.augment))
         for i in range(hidden + 1):
             plan.append(k.sgemm("nn", z[i], inputs[i], P[i]["w"]))
             if i < hidden:

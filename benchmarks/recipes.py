@@ -36,8 +36,12 @@ RECIPES = (
            ("--hidden", "800", "--augment", "none"), 20),
     Recipe("simard-affine", "Simard et al. 2003, 784-800-10 CE, affine", 1.1,
            ("--hidden", "800", "--augment", "affine"), 40),
-    # Simard's elastic field, sigma 4 and alpha 34, on top of the affine part.
+    # Simard's elastic field alone, sigma 4 and alpha 34 ...
     Recipe("simard-elastic", "Simard et al. 2003, 784-800-10 CE, elastic", 0.7,
+           ("--hidden", "800", "--augment", "elastic", "--aug-sigma", "4", "--aug-alpha", "34", "--aug-rotate", "0",
+            "--aug-shear", "0", "--aug-scale", "0", "--aug-shift", "0", "--aug-thicken", "0", "--aug-thin", "0"), 60),
+    # ... and on top of xpnet's affine and stroke distortions.
+    Recipe("simard-elastic-affine", "Simard et al. 2003, 784-800-10 CE, elastic (+ xpnet's affine and stroke)", 0.7,
            ("--hidden", "800", "--augment", "elastic", "--aug-sigma", "4", "--aug-alpha", "34"), 60),
     # Cireşan et al. 2010's deformations: sigma 6, alpha 36, x/y scale 15-20 %.
     Recipe("ciresan-1000-500", "Cireşan et al. 2010, 784-1000-500-10, elastic", 0.49,

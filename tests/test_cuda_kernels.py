@@ -350,3 +350,48 @@ def test_begin_step_and_gather_pad_a_partial_batch(kernels):
     np.testing.assert_array_equal(x[:2], x_all[idx])
     np.testing.assert_array_equal(y[:2], y_all[idx])
     assert not x[2:].any() and not y[2:].any()
+
+
+# -- augment.cu --------------------------------------------------------------------------------
+AUGMENTS = {
+    "elastic": dict(kind="elastic"),
+    "affine-no-clean": dict(kind="affine", clean=0.0, rotate=40.0, shear=0.5, scale=0.3, shift=4.0),
+    "elastic-strong-stroke": dict(kind="elastic", sigma=3.0, alpha=60.0, thicken=1.0, thin=1.0, clean=0.1),
+}
+
+
+@pytest.mark.parametrize("rows, count", [(1, 1), (5, 5), (37, 33)])
+@pytest.mark.parametrize("name", AUGMENTS)
+def test_augment_equals_the_numpy_reference(kernels, name, rows, count):
+    from nn.augment import Augment, augment_batch
+
+    augment = Augment(**AUGMENTS[name])
+    rng = np.random.default_rng(rows)
+    x = rng.random((rows, 784)).astype(np.float32) * (rng.random((rows, 784)) < 0.4)
+    step_u32 = np.array([1234 + rows, count, 0, 0], np.uint32)
+    got = x.copy()
+    kernels.augment(got, step_u32, _mix32_int(5), augment.config())()
+    want = augment_batch(np, x[:count], 5, 1234 + rows, augment)
+    np.testing.assert_allclose(got[:count], want, atol=2e-5, rtol=0)
+    np.testing.assert_array_equal(got[count:], x[count:])  # padding rows untouched
+
+
+def test_broken_augment_without_its_bounds_check_is_caught():
+    from cuda_on_cpu import build_library
+    from backends.cupy_kernels import read_source
+    from nn.augment import Augment, augment_batch
+
+    source = read_source("augment.cu")
+    broken = source.replace("return (r >= 0 && r < AUG_SIDE && c >= 0 && c < AUG_SIDE) ? image[r * AUG_SIDE + c] : 0.0f;",
+                            "return image[r * AUG_SIDE + c];")
+    assert broken != source
+    kernels = Kernels(EmulatedModule(build_library(sources={"augment.cu": broken}), thread_order="forward",
+                                     poison="nan", seed=7))
+    augment = Augment("affine", clean=0.0, shift=4.0)
+    x = np.random.default_rng(0).random((6, 784)).astype(np.float32)
+    got = x.copy()
+    try:
+        kernels.augment(got, np.array([3, 6, 0, 0], np.uint32), _mix32_int(1), augment.config())()
+    except Exception:  # noqa: BLE001 - the harness may also refuse the out-of-bounds read outright
+        return
+    assert not np.allclose(got, augment_batch(np, x, 1, 3, augment), atol=2e-5)

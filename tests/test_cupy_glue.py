@@ -89,6 +89,30 @@ def test_kernel_training_on_real_mnist_equals_the_numpy_backend(mnist):
     assert history[0]["val_accuracy"] == expected_history[0]["val_accuracy"]
 
 
+def test_augmented_kernel_training_equals_the_numpy_backend():
+    """augment_f32 inside the captured step: the same distorted batches as nn.augment on NumPy, step after
+    step (the step number is read from device memory, so each replay draws anew), a padded last batch."""
+    from nn.augment import Augment
+
+    rng = np.random.default_rng(4)
+    x, y = rng.random((70, 784)).astype(np.float32) * (rng.random((70, 784)) < 0.3), rng.integers(0, 10, 70)
+    model, augment = nn.MLP(sizes=(784, 12, 10)), Augment("elastic", clean=0.1)
+    runs, steps = [], []
+    for be in (get_backend("numpy"), emulated_backend()):
+        make = be.make_train_step
+        be.make_train_step = lambda *a, **kw: steps.append(make(*a, **kw)) or steps[-1]  # noqa: B023
+        runs.append(nn.fit(be, model, nn.Adam(), nn.Schedule("cosine", 0.01, 2), x, y.astype(np.int32),
+                           epochs=2, batch_size=32, seed=2, augment=augment))
+    assert type(steps[1]).__name__ == "FusedTrainStep" and steps[1].graph is not None
+    (expected, expected_history), (params, history) = runs
+    assert_trees_close(params, expected, rtol=2e-4, atol=2e-5)
+    for got, want in zip(history, expected_history):
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-4)
+    plain = nn.fit(emulated_backend(), model, nn.Adam(), nn.Schedule("cosine", 0.01, 2), x, y.astype(np.int32),
+                   epochs=2, batch_size=32, seed=2)[0]
+    assert not np.allclose(np.asarray(plain[0]["w"]), expected[0]["w"], atol=1e-4)  # augmentation was on
+
+
 def test_graph_replay_equals_plain_launches_bit_for_bit():
     config = "linear,relu-ce-adamw-l1-dropout"
     with_graph, history_graph, _ = train(emulated_backend(cuda_graph=True, thread_order="forward"), config)
