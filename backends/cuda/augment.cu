@@ -26,6 +26,12 @@ __device__ __forceinline__ float aug_pixel(const float* image, int r, int c) {
     return (r >= 0 && r < AUG_SIDE && c >= 0 && c < AUG_SIDE) ? image[r * AUG_SIDE + c] : 0.0f;
 }
 
+// nn.augment.gaussian_matrix's entry G[i][j], d = i - j.
+__device__ __forceinline__ float aug_gaussian(int d, float two_sigma2, float norm) {
+    const float diff = (float)d;
+    return expf(-(diff * diff) / two_sigma2) / norm;
+}
+
 extern "C" __global__ void augment_f32(
     float* x, const unsigned* step_u32, unsigned seed_hash, int rows, int elastic,
     float rotate_rad, float shear, float scale, float shift, float sigma, float alpha,
@@ -89,10 +95,8 @@ extern "C" __global__ void augment_f32(
         for (int q = threadIdx.x; q < 2 * AUG_PIXELS; q += blockDim.x) {
             const int axis = q / AUG_PIXELS, i = (q % AUG_PIXELS) / AUG_SIDE, l = q % AUG_SIDE;
             float sum = 0.0f;
-            for (int m = 0; m < AUG_SIDE; ++m) {
-                const float diff = (float)(i - m);
-                sum += expf(-(diff * diff) / two_sigma2) / norm * noise[axis * AUG_PIXELS + m * AUG_SIDE + l];
-            }
+            for (int m = 0; m < AUG_SIDE; ++m)
+                sum += aug_gaussian(i - m, two_sigma2, norm) * noise[axis * AUG_PIXELS + m * AUG_SIDE + l];
             half[q] = sum;
         }
     }
@@ -101,10 +105,8 @@ extern "C" __global__ void augment_f32(
         for (int q = threadIdx.x; q < 2 * AUG_PIXELS; q += blockDim.x) {
             const int axis = q / AUG_PIXELS, i = (q % AUG_PIXELS) / AUG_SIDE, j = q % AUG_SIDE;
             float sum = 0.0f;
-            for (int l = 0; l < AUG_SIDE; ++l) {
-                const float diff = (float)(j - l);
-                sum += half[axis * AUG_PIXELS + i * AUG_SIDE + l] * (expf(-(diff * diff) / two_sigma2) / norm);
-            }
+            for (int l = 0; l < AUG_SIDE; ++l)
+                sum += half[axis * AUG_PIXELS + i * AUG_SIDE + l] * aug_gaussian(j - l, two_sigma2, norm);
             noise[q] = sum * alpha;  // the noise is read no more: the field takes its place
         }
     }
