@@ -376,22 +376,33 @@ def test_augment_equals_the_numpy_reference(kernels, name, rows, count):
     np.testing.assert_array_equal(got[count:], x[count:])  # padding rows untouched
 
 
-def test_broken_augment_without_its_bounds_check_is_caught():
-    from cuda_on_cpu import build_library
+BROKEN_AUGMENTS = {
+    "no bounds check": ("return (r >= 0 && r < AUG_SIDE && c >= 0 && c < AUG_SIDE) ? image[r * AUG_SIDE + c] : 0.0f;",
+                        "return image[r * AUG_SIDE + c];"),
+    "shift sign flipped": ("+ AUG_CENTRE - tx;", "+ AUG_CENTRE + tx;"),
+    "field drawn from the parameter stream": ("stream_key(seed_hash, step, AUG_FIELD_LAYER)",
+                                              "stream_key(seed_hash, step, AUG_PARAMS_LAYER)"),
+    "no barrier before the sampling": ("    __syncthreads();\n\n    // One bilinear", "\n    // One bilinear"),
+    "stroke blend toward the wrong side": ("fmaxf(blend, 0.0f) * (dilated - v)", "fmaxf(blend, 0.0f) * (eroded - v)"),
+}
+
+
+@pytest.mark.parametrize("bug", BROKEN_AUGMENTS)
+def test_broken_augment_is_caught(bug):
     from backends.cupy_kernels import read_source
+    from cuda_on_cpu import build_library
     from nn.augment import Augment, augment_batch
 
     source = read_source("augment.cu")
-    broken = source.replace("return (r >= 0 && r < AUG_SIDE && c >= 0 && c < AUG_SIDE) ? image[r * AUG_SIDE + c] : 0.0f;",
-                            "return image[r * AUG_SIDE + c];")
-    assert broken != source
-    kernels = Kernels(EmulatedModule(build_library(sources={"augment.cu": broken}), thread_order="forward",
-                                     poison="nan", seed=7))
-    augment = Augment("affine", clean=0.0, shift=4.0)
+    old, new = BROKEN_AUGMENTS[bug]
+    assert old in source
+    kernels = Kernels(EmulatedModule(build_library(sources={"augment.cu": source.replace(old, new)}),
+                                     thread_order="reverse", poison="nan", seed=7))
+    augment = Augment("elastic", clean=0.0, shift=4.0)
     x = np.random.default_rng(0).random((6, 784)).astype(np.float32)
     got = x.copy()
     try:
         kernels.augment(got, np.array([3, 6, 0, 0], np.uint32), _mix32_int(1), augment.config())()
-    except Exception:  # noqa: BLE001 - the harness may also refuse the out-of-bounds read outright
+    except Exception:  # noqa: BLE001 - the harness may also refuse the broken kernel outright
         return
-    assert not np.allclose(got, augment_batch(np, x, 1, 3, augment), atol=2e-5)
+    assert not np.allclose(got, augment_batch(np, x, 1, 3, augment), atol=2e-5), bug
