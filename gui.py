@@ -46,6 +46,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.fps < 1:
         parser.error(f"--fps {args.fps} must be a whole number >= 1")
+    if args.screenshot is not None:
+        from cli.paths import check_writable_file
+
+        check_writable_file("--screenshot", args.screenshot, "gui.png")  # before the window opens, not after
     import io
 
     from drawing.app import App, open_window, run  # first: sets pygame and BLAS defaults

@@ -85,9 +85,23 @@ def _non_negative_float(text):
     return value
 
 
-def _hidden_sizes(text):
+def seed_value(text):
+    """A seed: a whole number from 0 to 2^32 - 1 (the counter hash keys on 32 bits)."""
     try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{text} must be a whole number from 0 to {2**32 - 1}")
+    return value
+
+
+def _hidden_sizes(text):
+    parts = text.split(",")
+    if any(not part.strip() for part in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty layer width: write the widths like 128,64")
+    try:
+        sizes = [int(part) for part in parts]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated layer widths, e.g. 128,64") from None
     if not sizes or any(n < 1 for n in sizes):
@@ -136,7 +150,8 @@ def build_parser():
                      help="folder with the four MNIST IDX files (gzipped or not) or an mnist.npz; default: $MNIST_DATA, else download and cache")
     run.add_argument("--extra-data", default=None, metavar="FOLDER",
                      help="also train on your own digits saved by gui.py (S then the digit key); never used for validation or test")
-    run.add_argument("--seed", type=int, default=0, help="seeds init, shuffling and dropout: same seed, same run")
+    run.add_argument("--seed", type=seed_value, default=0,
+                     help="seeds init, shuffling, dropout and augmentation: same seed, same run (0 to 2^32-1)")
     run.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
                      help="cupy: capture one training step as a CUDA graph and replay it per batch "
                           "(default: on where capture works); --no-cuda-graph launches the kernels one by one")
@@ -235,6 +250,7 @@ def build_run(args):
         raise XpnetError(
             f"--activation lists {len(activations)} names for {len(args.hidden)} hidden layers: give one, or one per layer"
         )
+    _check_memory(args)
     init = args.init or ("he" if all(a in ("relu", "leaky_relu") for a in activations) else "glorot")
     model = nn.MLP(
         sizes=(784, *args.hidden, 10),
@@ -266,6 +282,30 @@ def build_run(args):
     grad = be.check_grad_mode(args.grad)
     stopping = nn.EarlyStopping(args.patience, args.min_delta, args.restore_best)
     return be, grad, model, optimizer, schedule, stopping, augment_from_args(args)
+
+
+def training_bytes(args):
+    """A lower bound on the memory a run needs: weights, gradients and two optimizer moments in float32,
+    plus each layer's activations and their gradients for one batch."""
+    sizes = (784, *args.hidden, 10)
+    params = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+    activations = args.batch_size * sum(sizes)
+    return 4 * (4 * params + 4 * activations)
+
+
+def _check_memory(args):
+    from backends import XpnetError
+
+    needed = training_bytes(args)
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): nothing to compare with
+        return
+    if needed > physical:
+        raise XpnetError(
+            f"--hidden {','.join(map(str, args.hidden))} with --batch-size {args.batch_size} needs at least "
+            f"{needed / 2**30:,.1f} GiB, more than this machine's {physical / 2**30:,.1f} GiB: choose smaller layers"
+        )
 
 
 def augment_from_args(args):

@@ -21,7 +21,7 @@ BENCHMARK_SIZES = (784, 128, 64, 10)
 def build_parser():
     import argparse
 
-    from train import _Parser
+    from train import _Parser, seed_value
 
     from .variants import VARIANTS
 
@@ -39,7 +39,7 @@ def build_parser():
                    help="MNIST folder or mnist.npz (default: $MNIST_DATA, else the cache, else download)")
     p.add_argument("--torch-python", default=None, metavar="PATH",
                    help="a Python interpreter that has torch (default: $XPNET_TORCH_PYTHON, else this one if it has torch)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every training run (default: 0)")
+    p.add_argument("--seed", type=seed_value, default=0, help="seed of every training run (default: 0)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 
@@ -47,18 +47,20 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     import train
-    from backends import XpnetError
     from nn.data import load_mnist
     from nn.files import atomic_write_bytes
 
     from . import charts, probe, report, runner, variants
 
     # Output folders are checked before minutes of measuring, not after.
+    from cli.paths import check_writable_file, check_writable_folder
+
     out = Path(args.out) if args.out else None
     if out:
+        check_writable_folder("--out", out)
         out.mkdir(parents=True, exist_ok=True)
-    if args.json and not Path(args.json).resolve().parent.is_dir():
-        raise XpnetError(f"--json {args.json}: folder {Path(args.json).parent} does not exist; create it first")
+    if args.json:
+        check_writable_file("--json", args.json, "benchmark.json")
     chosen = variants.select([n.strip() for n in args.backends.split(",") if n.strip()], quick=args.quick)
     defaults = train.build_parser().parse_args([])
     settings = runner.QUICK if args.quick else runner.FULL

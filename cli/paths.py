@@ -50,11 +50,11 @@ def check_no_clash(inputs, outputs):
                 )
 
 
-def check_writable_file(flag, path):
+def check_writable_file(flag, path, example="model.npz"):
     """``path`` can be written as a file: not a folder, its folder exists and is writable."""
     path = Path(path)
     if path.is_dir():
-        raise XpnetError(f"{flag} {path} is a folder: give a file name, e.g. {path / 'model.npz'}")
+        raise XpnetError(f"{flag} {path} is a folder: give a file name, e.g. {path / example}")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise XpnetError(f"{flag} {path}: folder {folder} does not exist; create it or choose another path")

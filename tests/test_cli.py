@@ -71,6 +71,9 @@ def _assert_one_line_error(result, *needles):
         (["--augment", "affine", "--aug-rotate", "100"], ["--aug-rotate", "0 to 90"]),
         (["--aug-clean", "nan"], ["--aug-clean"]),
         (["--aug-sigma", "0"], ["--aug-sigma", "0.5"]),
+        (["--seed", "-1"], ["--seed", "0 to"]),
+        (["--hidden", "128,,64"], ["--hidden", "empty"]),
+        (["--hidden", "200000,200000"], ["--hidden", "GiB"]),
     ],
 )
 def test_bad_flags_fail_fast_with_one_line(args, needles, tmp_path):
@@ -237,3 +240,19 @@ def test_the_same_file_through_a_relative_path_is_a_clash(tmp_path, tiny_mnist):
     )
     _assert_one_line_error(result, "--metrics-json", "--out")
     assert (tmp_path / "m.npz").read_bytes() == b"a good model"
+
+
+@pytest.mark.parametrize("command, needles", [
+    (["gui.py", "--screenshot", "docs"], ["--screenshot", "folder"]),
+    (["-m", "benchmarks", "--out", "README.md"], ["--out", "not a folder"]),
+    (["-m", "benchmarks", "--json", "docs"], ["--json", "folder"]),
+    (["-m", "benchmarks.gui_frames", "--frames", "0"], ["--frames"]),
+    (["-m", "benchmarks.jax_parts", "--n", "-5"], ["--n"]),
+    (["-m", "benchmarks.drawn_digits", "model.npz", "--n", "0"], ["--n"]),
+])
+def test_other_front_doors_refuse_bad_outputs_and_ranges_in_one_line(command, needles):
+    before = _snapshot(ROOT / "docs")
+    result = subprocess.run([sys.executable, *command], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                            env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
+    _assert_one_line_error(result, *needles)
+    assert _snapshot(ROOT / "docs") == before
