@@ -19,6 +19,19 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from cli.flags import (
+    DefaultsFormatter,
+    Parser,
+    augment_value,
+    hidden_sizes,
+    names,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seed_value,
+)
+
 DEFAULT_OUT = "model.npz"
 # The distortion parameters, each a flag --aug-NAME (nn.augment.RANGES has their help and ranges).
 AUGMENT_PARAMS = ("rotate", "shear", "scale", "shift", "sigma", "alpha", "thicken", "thin", "clean")
@@ -41,105 +54,16 @@ ADAM_WEIGHT_DECAY = 0.1
 DEFAULT_AUGMENT, DEFAULT_EPOCHS, DEFAULT_HIDDEN = "elastic", 15, [256, 128]
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line instead of usage + error."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows a default only where it says something (not None, not a switch)."""
-
-    def _get_help_string(self, action):
-        if action.default is None or isinstance(action.default, bool) or "default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be a whole number >= 1")
-    return value
-
-
-def _non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be a whole number >= 0")
-    return value
-
-
-def _positive_float(text):
-    value = float(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
-    return value
-
-
-def _non_negative_float(text):
-    value = float(text)
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"{text} must be a number >= 0")
-    return value
-
-
-def seed_value(text):
-    """A seed: a whole number from 0 to 2^32 - 1 (the counter hash keys on 32 bits)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"{text} must be a whole number from 0 to {2**32 - 1}")
-    return value
-
-
-def _hidden_sizes(text):
-    parts = text.split(",")
-    if any(not part.strip() for part in parts):
-        raise argparse.ArgumentTypeError(f"{text!r} has an empty layer width: write the widths like 128,64")
-    try:
-        sizes = [int(part) for part in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated layer widths, e.g. 128,64") from None
-    if not sizes or any(n < 1 for n in sizes):
-        raise argparse.ArgumentTypeError(f"{text!r}: every hidden layer needs at least 1 unit, e.g. 128,64")
-    return sizes
-
-
-def _augment_value(name):
-    from nn.augment import RANGES
-
-    _, low, high = RANGES[name]
-
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and low <= value <= high):
-            raise argparse.ArgumentTypeError(f"{text} must be a number from {low:g} to {high:g}")
-        return value
-
-    return parse
-
-
-def _names(text):
-    return [part.strip().lower() for part in text.split(",") if part.strip()]
-
-
 def build_parser():
     from nn.activations import HIDDEN_ACTIVATIONS
     from nn.regularizers import REGULARIZERS
     from nn.schedules import SCHEDULES
 
-    p = _Parser(
+    p = Parser(
         prog="train.py",
         description="Train an MLP on MNIST with xpnet. The defaults (elastic distortions, 15 epochs) reach about "
                     "99.0% test accuracy and read drawn digits.",
-        formatter_class=_DefaultsFormatter,
+        formatter_class=DefaultsFormatter,
     )
     run = p.add_argument_group("backend and data")
     run.add_argument("--backend", default=None, metavar="NAME",
@@ -158,21 +82,21 @@ def build_parser():
     run.add_argument("--epoch-mode", choices=("step", "scan"), default=None,
                      help="one compiled step per minibatch, or each whole epoch as one compiled jax.lax.scan "
                           "(JAX only; same result, no progress bar) (default: scan on jax, else step)")
-    run.add_argument("--devices", type=_positive_int, default=None, metavar="N",
+    run.add_argument("--devices", type=positive_int, default=None, metavar="N",
                      help="JAX: split each batch across N devices of this process (default: all of them)")
 
     dist = p.add_argument_group("several machines (JAX, jax.distributed)")
     dist.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                       help="address of process 0, the same on every process (default: $XPNET_COORDINATOR)")
-    dist.add_argument("--num-processes", type=_positive_int, default=None, metavar="N",
+    dist.add_argument("--num-processes", type=positive_int, default=None, metavar="N",
                       help="how many processes take part (default: $XPNET_NUM_PROCESSES)")
-    dist.add_argument("--process-id", type=_non_negative_int, default=None, metavar="I",
+    dist.add_argument("--process-id", type=non_negative_int, default=None, metavar="I",
                       help="this process's rank, 0 to N-1 (default: $XPNET_PROCESS_ID)")
 
     arch = p.add_argument_group("model")
-    arch.add_argument("--hidden", type=_hidden_sizes, default=DEFAULT_HIDDEN, metavar="N,N",
+    arch.add_argument("--hidden", type=hidden_sizes, default=DEFAULT_HIDDEN, metavar="N,N",
                       help=f"hidden layer widths, comma-separated (default: {','.join(map(str, DEFAULT_HIDDEN))})")
-    arch.add_argument("--activation", type=_names, default=["relu"], metavar="NAME",
+    arch.add_argument("--activation", type=names, default=["relu"], metavar="NAME",
                       help=f"hidden activation, one for all or one per layer: {', '.join(HIDDEN_ACTIVATIONS)} (default: relu)")
     arch.add_argument("--loss", choices=("ce", "mse"), default="ce",
                       help="softmax cross-entropy, or mean squared error against one-hot targets")
@@ -180,10 +104,10 @@ def build_parser():
                       help="output activation (cross-entropy needs softmax)")
     arch.add_argument("--init", choices=("he", "glorot"), default=None,
                       help="weight init (default: he for relu-like activations, else glorot)")
-    arch.add_argument("--dropout", type=_non_negative_float, default=0.0,
+    arch.add_argument("--dropout", type=non_negative_float, default=0.0,
                       help="dropout rate on hidden activations while training (never on the logits)")
     arch.add_argument("--reg", choices=REGULARIZERS, default="none", help="weight penalty (biases are never penalised)")
-    arch.add_argument("--reg-lambda", type=_non_negative_float, default=1e-4, help="strength of --reg")
+    arch.add_argument("--reg-lambda", type=non_negative_float, default=1e-4, help="strength of --reg")
 
     from nn.augment import KINDS, RANGES, Augment
 
@@ -193,29 +117,29 @@ def build_parser():
                           "Simard's elastic field)")
     for name in AUGMENT_PARAMS:
         what, low, high = RANGES[name]
-        aug.add_argument(f"--aug-{name}", type=_augment_value(name), default=getattr(Augment(), name),
+        aug.add_argument(f"--aug-{name}", type=augment_value(name), default=getattr(Augment(), name),
                          metavar="X", help=f"{what}, {low:g} to {high:g}")
 
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=_positive_int, default=DEFAULT_EPOCHS, help="maximum number of epochs")
-    opt.add_argument("--batch-size", type=_positive_int, default=128, help="minibatch size")
+    opt.add_argument("--epochs", type=positive_int, default=DEFAULT_EPOCHS, help="maximum number of epochs")
+    opt.add_argument("--batch-size", type=positive_int, default=128, help="minibatch size")
     opt.add_argument("--optimizer", choices=("sgd", "adam"), default="adam", help="update rule")
-    opt.add_argument("--lr", type=_positive_float, default=DEFAULT_LR, help="initial learning rate")
+    opt.add_argument("--lr", type=positive_float, default=DEFAULT_LR, help="initial learning rate")
     opt.add_argument("--schedule", choices=SCHEDULES, default="cosine",
                      help="learning-rate schedule: cosine decays to 0 over --epochs, step by step")
-    opt.add_argument("--lr-decay", type=_positive_float, default=0.9, help="per-epoch factor of --schedule exponential")
-    opt.add_argument("--momentum", type=_non_negative_float, default=0.0, help="SGD momentum")
+    opt.add_argument("--lr-decay", type=positive_float, default=0.9, help="per-epoch factor of --schedule exponential")
+    opt.add_argument("--momentum", type=non_negative_float, default=0.0, help="SGD momentum")
     opt.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
-    opt.add_argument("--weight-decay", type=_non_negative_float, default=None,
+    opt.add_argument("--weight-decay", type=non_negative_float, default=None,
                      help=f"decoupled weight decay on weights (default: {ADAM_WEIGHT_DECAY} with adam, 0 with sgd)")
 
     stop = p.add_argument_group("validation and early stopping")
-    stop.add_argument("--val-size", type=_non_negative_int, default=5000,
+    stop.add_argument("--val-size", type=non_negative_int, default=5000,
                       help="images held out from the END of the training set for validation (never the test set)")
-    stop.add_argument("--patience", type=_non_negative_int, default=0,
+    stop.add_argument("--patience", type=non_negative_int, default=0,
                       help="stop after this many epochs without validation-loss improvement (0: never; "
                            "the cosine schedule already ends the run at a rate of 0)")
-    stop.add_argument("--min-delta", type=_non_negative_float, default=0.0,
+    stop.add_argument("--min-delta", type=non_negative_float, default=0.0,
                       help="smallest validation-loss decrease that counts as an improvement")
     stop.add_argument("--no-restore-best", dest="restore_best", action="store_false",
                       help="keep the last epoch's weights instead of the best validation epoch's")

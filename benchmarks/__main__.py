@@ -21,11 +21,11 @@ BENCHMARK_SIZES = (784, 128, 64, 10)
 def build_parser():
     import argparse
 
-    from train import _Parser, seed_value
+    from cli.flags import Parser, seed_value
 
     from .variants import VARIANTS
 
-    p = _Parser(prog="python -m benchmarks", description=__doc__.splitlines()[0].split(": ", 1)[1],
+    p = Parser(prog="python -m benchmarks", description=__doc__.splitlines()[0].split(": ", 1)[1],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backends", default="all", metavar="NAMES",
                    help=f"comma-separated variants: {', '.join(v.name for v in VARIANTS)} or all (default: all; "

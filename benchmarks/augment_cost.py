@@ -29,14 +29,13 @@ def epoch_seconds(backend, hidden, augment, epochs, data):
 
 
 def main(argv=None):
-    import argparse
     import json
 
-    from train import _Parser, _positive_int
+    from cli.flags import Parser, positive_int
 
-    p = _Parser(prog="python -m benchmarks.augment_cost", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    p = Parser(prog="python -m benchmarks.augment_cost", description=__doc__.splitlines()[0].split(": ", 1)[1])
     p.add_argument("--backends", default="numpy,jax", metavar="NAMES", help="comma-separated backends")
-    p.add_argument("--epochs", type=_positive_int, default=3, help="epochs per run; the first is not counted")
+    p.add_argument("--epochs", type=positive_int, default=3, help="epochs per run; the first is not counted")
     p.add_argument("--data", default=None, metavar="PATH", help="MNIST (default: $MNIST_DATA, else the cache)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
     args = p.parse_args(argv)

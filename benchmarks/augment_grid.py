@@ -48,14 +48,13 @@ def save_png(cells, path):
 
 
 def main(argv=None):
-    import argparse
 
-    from train import _Parser, _positive_int
+    from cli.flags import Parser, positive_int
 
-    p = _Parser(prog="python -m benchmarks.augment_grid", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    p = Parser(prog="python -m benchmarks.augment_grid", description=__doc__.splitlines()[0].split(": ", 1)[1])
     p.add_argument("out", metavar="OUT.png", help="where to write the picture")
     p.add_argument("--augment", choices=("affine", "elastic"), default="elastic", help="which distortions")
-    p.add_argument("--steps", type=_positive_int, default=8, help="distorted copies per digit")
+    p.add_argument("--steps", type=positive_int, default=8, help="distorted copies per digit")
     p.add_argument("--data", default=None, metavar="PATH", help="MNIST (default: $MNIST_DATA, else the cache)")
     args = p.parse_args(argv)
     from cli.paths import check_writable_file

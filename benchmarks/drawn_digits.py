@@ -109,11 +109,11 @@ def accuracy(model_path, x, y):
 def main(argv=None):
     import json
 
-    from train import _Parser, _positive_int, seed_value
+    from cli.flags import Parser, positive_int, seed_value
 
-    p = _Parser(prog="python -m benchmarks.drawn_digits", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    p = Parser(prog="python -m benchmarks.drawn_digits", description=__doc__.splitlines()[0].split(": ", 1)[1])
     p.add_argument("models", nargs="+", metavar="MODEL", help="model files to measure")
-    p.add_argument("--n", type=_positive_int, default=2000, help="how many drawn digits (at most 10,000)")
+    p.add_argument("--n", type=positive_int, default=2000, help="how many drawn digits (at most 10,000)")
     p.add_argument("--seed", type=seed_value, default=0, help="the set's seed: the same seed, the same drawings")
     p.add_argument("--data", default=None, metavar="PATH", help="MNIST (default: $MNIST_DATA, else the cache)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")

@@ -24,12 +24,12 @@ WARMUP = 10
 
 
 def parse_args(argv):
-    from train import _Parser, _positive_int
+    from cli.flags import Parser, positive_int
 
-    p = _Parser(prog="python -m benchmarks.gui_frames", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m benchmarks.gui_frames", description=__doc__.splitlines()[0])
     p.add_argument("--model", default="model.npz", help="model file; an untrained default MLP when unusable (same arithmetic)")
     p.add_argument("--backend", default="numpy", help="numpy, jax, cupy or auto")
-    p.add_argument("--frames", type=_positive_int, default=600, help="timed frames after the warm-up")
+    p.add_argument("--frames", type=positive_int, default=600, help="timed frames after the warm-up")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
     return p.parse_args(argv)
 

@@ -113,12 +113,12 @@ def _xpnet_epoch(n, batch, hidden, x_all):
 
 
 def main(argv=None):
-    from train import _Parser, _positive_int
+    from cli.flags import Parser, positive_int
 
-    p = _Parser(prog="python -m benchmarks.jax_parts", description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=_positive_int, default=55_000, help="training images (default: 55,000)")
-    p.add_argument("--batch", type=_positive_int, default=128)
-    p.add_argument("--repeats", type=_positive_int, default=5)
+    p = Parser(prog="python -m benchmarks.jax_parts", description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=positive_int, default=55_000, help="training images (default: 55,000)")
+    p.add_argument("--batch", type=positive_int, default=128)
+    p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument("--large", type=int, default=4096, help="side of the large matmul (default: 4096)")
     args = p.parse_args(argv)
     import jax

@@ -108,14 +108,14 @@ def _cpu_name():
 def main(argv=None):
     import argparse
 
-    from train import _Parser, _positive_int
+    from cli.flags import Parser, positive_int
 
     names = [r.name for r in RECIPES]
-    p = _Parser(prog="python -m benchmarks.recipes", description=__doc__.splitlines()[0].split(": ", 1)[1],
+    p = Parser(prog="python -m benchmarks.recipes", description=__doc__.splitlines()[0].split(": ", 1)[1],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", default=",".join(CPU_RECIPES), metavar="NAMES",
                    help=f"comma-separated recipes: {', '.join(names)} (default: all but ciresan-record, a GPU run)")
-    p.add_argument("--epochs", type=_positive_int, default=None, metavar="N", help="override every recipe's epochs")
+    p.add_argument("--epochs", type=positive_int, default=None, metavar="N", help="override every recipe's epochs")
     p.add_argument("--out", default=None, metavar="DIR", help="write recipes.md and recipes.json (and the models) here")
     p.add_argument("--data", default=None, metavar="PATH", help="MNIST (default: $MNIST_DATA, else the cache)")
     p.add_argument("--backend", default=None, metavar="NAME", help="train.py's --backend (default: its auto)")
