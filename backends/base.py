@@ -140,8 +140,8 @@ class Backend:
         def step(params, state, x_all, y_all, idx, lr, step_no):
             idx = self.shard_batch(idx)
             x, y = self.shard_batch(x_all[idx]), self.shard_batch(y_all[idx])
-            if augment is not None and augment.active:
-                x = augment.apply(xp, x, seed, step_no)
+            if augment is not None:
+                x = augment.apply(xp, x, seed, step_no)  # the input as it is when augment.kind is none
             masks = model.dropout_masks(self, seed, step_no, x.shape[0], x.dtype)
             loss, grads, outputs = loss_and_grads(params, x, y, masks)
             params, state = optimizer.update(params, grads, state, lr)

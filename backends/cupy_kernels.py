@@ -58,8 +58,12 @@ def _sgemm_constants():
 
 
 SGEMM_TILE, SGEMM_THREADS, SGEMM_SHARED_BYTES = _sgemm_constants()
-AUGMENT_PIXELS = 784
-AUGMENT_SHARED_BYTES = 6 * AUGMENT_PIXELS * 4  # AUG_SHARED_FLOATS of augment.cu
+def _augment_constants():
+    defines = dict(_DEFINE.findall(read_source("augment.cu")))
+    return int(defines["AUG_PIXELS"]), 4 * int(defines["AUG_SHARED_FLOATS"])
+
+
+AUGMENT_PIXELS, AUGMENT_SHARED_BYTES = _augment_constants()
 # Grid-stride kernels never need more blocks than this to fill a GPU.
 MAX_BLOCKS = 4096
 ROWS_PER_BLOCK = 4  # loss kernels: one warp per row, 4 warps per block

@@ -44,14 +44,18 @@ def _bits(xp, key, size):
     return _mix32(xp, _mix32(xp, counter ^ key) + key)
 
 
-def uniform_from_counter(xp, seed, step, layer, shape):
-    """float32 uniforms in [0, 1) of ``shape`` for the stream (seed, step, layer)."""
+def _uniforms(xp, key, shape):
+    """float32 uniforms in [0, 1) of ``shape`` from the counters 0, 1, ... under ``key``."""
     size = 1
     for n in shape:
         size *= n
-    bits = _bits(xp, xp.uint32(stream_key(int(seed), int(step), int(layer))), size)
     # The top 24 bits fill a float32 mantissa exactly.
-    return ((bits >> xp.uint32(8)).astype(xp.float32) * xp.float32(2.0**-24)).reshape(shape)
+    return ((_bits(xp, key, size) >> xp.uint32(8)).astype(xp.float32) * xp.float32(2.0**-24)).reshape(shape)
+
+
+def uniform_from_counter(xp, seed, step, layer, shape):
+    """float32 uniforms in [0, 1) of ``shape`` for the stream (seed, step, layer)."""
+    return _uniforms(xp, xp.uint32(stream_key(int(seed), int(step), int(layer))), shape)
 
 
 # The ``layer`` slot of the epoch-shuffle stream; dropout uses layers 0, 1, ...
@@ -81,13 +85,8 @@ def uniform_at_step(xp, seed, step, layer, shape):
     ``uniform_from_counter`` gives, and a compiled JAX epoch need not
     recompile for every step.
     """
-    size = 1
-    for n in shape:
-        size *= n
     # A one-element array, not a 0-d one: NumPy warns on overflow of scalar
     # arithmetic, and the hash overflows uint32 on purpose.
     step_bits = xp.reshape(xp.asarray(step), (1,)).astype(xp.uint32)
     key = _mix32(xp, xp.asarray([_mix32_int(int(seed))], dtype=xp.uint32) ^ step_bits)
-    key = _mix32(xp, key ^ xp.uint32((int(layer) * _GOLDEN) & 0xFFFFFFFF))
-    bits = _bits(xp, key, size)
-    return ((bits >> xp.uint32(8)).astype(xp.float32) * xp.float32(2.0**-24)).reshape(shape)
+    return _uniforms(xp, _mix32(xp, key ^ xp.uint32((int(layer) * _GOLDEN) & 0xFFFFFFFF)), shape)

@@ -29,7 +29,6 @@ def epoch_seconds(backend, hidden, augment, epochs, data):
 
 
 def main(argv=None):
-    import json
 
     from cli.flags import Parser, positive_int
 
@@ -41,7 +40,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     from cli.paths import check_writable_file
     from nn.data import load_mnist
-    from nn.files import atomic_write_bytes
+    from nn.files import atomic_write_json
 
     if args.json:
         check_writable_file("--json", args.json)
@@ -58,7 +57,7 @@ def main(argv=None):
             r = rows[-1]
             print(f"| {backend} | {r['model']} | {plain:.2f} s | {augmented:.2f} s | {r['ratio']:.2f}x |", flush=True)
     if args.json:
-        atomic_write_bytes(args.json, (json.dumps(rows, indent=2) + "\n").encode())
+        atomic_write_json(args.json, rows)
     return 0
 
 

@@ -107,7 +107,6 @@ def accuracy(model_path, x, y):
 
 
 def main(argv=None):
-    import json
 
     from cli.flags import Parser, positive_int, seed_value
 
@@ -120,7 +119,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     from cli.paths import check_writable_file
     from nn.data import load_mnist
-    from nn.files import atomic_write_bytes
+    from nn.files import atomic_write_json
     from nn.serialize import load_model
 
     if args.json:
@@ -137,7 +136,7 @@ def main(argv=None):
         print(f"{path}: MNIST test {mnist:.2%}, drawn {drawn:.2%} ({len(y):,} digits), gap {100 * (mnist - drawn):.2f} points",
               flush=True)
     if args.json:
-        atomic_write_bytes(args.json, (json.dumps(rows, indent=2) + "\n").encode())
+        atomic_write_json(args.json, rows)
     return 0
 
 

@@ -122,7 +122,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     from backends import XpnetError
     from cli.paths import check_writable_folder
-    from nn.files import atomic_write_bytes
+    from nn.files import atomic_write_bytes, atomic_write_json
 
     chosen = [n.strip() for n in args.only.split(",")]
     unknown = [n for n in chosen if n not in names]
@@ -136,7 +136,7 @@ def main(argv=None):
     rows = [run(r, args.epochs or r.epochs, folder, extra) for r in RECIPES if r.name in chosen]
     text = table(rows, _cpu_name())
     atomic_write_bytes(folder / "recipes.md", text.encode())
-    atomic_write_bytes(folder / "recipes.json", (json.dumps(rows, indent=2) + "\n").encode())
+    atomic_write_json(folder / "recipes.json", rows)
     print(text)
     return 0
 

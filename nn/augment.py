@@ -29,6 +29,8 @@ backend, and a resumed run draws exactly what the uninterrupted one drew.
 import math
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
+
 from backends import XpnetError
 from backends.random import uniform_at_step
 
@@ -133,8 +135,6 @@ def rms_displacement(sigma, alpha, n=SIDE):
     Each noise value has variance 1/3 (uniform in [-1, 1]), so the smoothed
     field at (r, q) has variance alpha^2 / 3 * sum_i G[r, i]^2 * sum_j G[q, j]^2.
     """
-    import numpy as np
-
     g2 = (gaussian_matrix(np, sigma, n).astype(np.float64) ** 2).sum(axis=1)
     return float(alpha * math.sqrt(np.mean(np.outer(g2, g2)) / 3.0))
 

@@ -36,6 +36,13 @@ def atomic_write_bytes(path, data):
     _fsync_folder(folder)
 
 
+def atomic_write_json(path, value):
+    """``value`` as indented JSON (no NaN), written atomically."""
+    import json
+
+    atomic_write_bytes(path, (json.dumps(value, indent=2, allow_nan=False) + "\n").encode())
+
+
 def _chmod_like_open(fd):
     if hasattr(os, "fchmod"):  # POSIX only; Windows has no mode bits to fix
         umask = os.umask(0)

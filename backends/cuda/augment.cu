@@ -20,7 +20,8 @@
 #define AUG_THIN_P 0.2f
 // Shared floats per block: the image, its stroke-changed copy, two noise
 // fields and two half-smoothed fields.
-#define AUG_SHARED_FLOATS (6 * AUG_PIXELS)
+// 6 * AUG_PIXELS, written out: backends/cupy_kernels.py reads the number from here.
+#define AUG_SHARED_FLOATS 4704
 
 __device__ __forceinline__ float aug_pixel(const float* image, int r, int c) {
     return (r >= 0 && r < AUG_SIDE && c >= 0 && c < AUG_SIDE) ? image[r * AUG_SIDE + c] : 0.0f;
