@@ -26,6 +26,7 @@ SIDE = 28  # the network's input is SIDE x SIDE
 BOX = 20  # the longer side of the digit after reduction
 CENTRE = 14.0  # where the centre of mass lands, in pixel indices
 INK = 0.5  # a pixel at least this dark is inside the stroke
+MIN_CONTRAST = 0.1  # ink this little above the background is paper texture or noise, not a digit
 
 
 def ink_bbox(canvas, threshold=INK):
@@ -87,6 +88,25 @@ def centre_by_mass(image, side=SIDE, centre=CENTRE):
     if y0 < y1 and x0 < x1:
         field[y0:y1, x0:x1] = image[y0 - top : y1 - top, x0 - left : x1 - left]
     return field
+
+
+def ink_from_grey(grey):
+    """A picture of a digit (2-D, grey levels in [0, 1], either polarity) as ink in [0, 1], light on dark.
+
+    The image's border is its background: a light border means dark ink on
+    paper, which is inverted. The background level becomes 0 and the
+    strongest ink 1, so grey paper or a dim photo gives the same digit as a
+    clean drawing. An image with less than ``MIN_CONTRAST`` between them has
+    no ink.
+    """
+    grey = np.asarray(grey, np.float32)
+    border = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
+    if np.median(border) > 0.5:
+        grey, border = 1 - grey, 1 - border
+    background, strongest = float(np.median(border)), float(grey.max())
+    if strongest - background < MIN_CONTRAST:
+        return np.zeros_like(grey)
+    return np.clip((grey - background) / (strongest - background), 0.0, 1.0)
 
 
 def to_mnist(canvas, bbox=None):

@@ -256,3 +256,23 @@ def test_other_front_doors_refuse_bad_outputs_and_ranges_in_one_line(command, ne
                             env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
     _assert_one_line_error(result, *needles)
     assert _snapshot(ROOT / "docs") == before
+
+
+def test_the_header_summarises_the_model_and_version_names_the_release(tiny_mnist, tmp_path):
+    import tomllib
+
+    from nn.serialize import load_model
+
+    out = tmp_path / "m.npz"
+    result = run_train("--backend", "numpy", "--data", tiny_mnist, "--hidden", "16,8", "--dropout", "0.2", "--reg", "l2",
+                       "--reg-lambda", "1e-4", "--epochs", "1", "--val-size", "50", "--no-progress", "--out", out)
+    assert result.returncode == 0, result.stderr
+    summary = next(line for line in result.stdout.splitlines() if line.startswith("model: "))
+    _, params = load_model(out)
+    count = sum(a.size for layer in params for a in layer.values())  # what the file holds
+    assert f"{count:,} parameters" in summary
+    assert "dropout 0.2" in summary and "l2 0.0001" in summary and "weight decay 0.1" in summary
+    assert "\naugment elastic: rotate 25 deg" in result.stdout  # the default augmentation, in force
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    shown = run_train("--version")
+    assert shown.returncode == 0 and shown.stdout.strip() == f"xpnet {version}"

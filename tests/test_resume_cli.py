@@ -217,3 +217,31 @@ def test_diverging_run_writes_no_checkpoint_and_keeps_the_model_file(digits, tmp
     assert "diverged" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert out.read_bytes() == b"the previous, good model"
     assert not (ck / FILE).exists()
+
+
+def test_in_scan_mode_ctrl_c_finishes_the_epoch_and_a_second_ctrl_c_aborts_it_at_once(digits, tmp_path):
+    reason = unavailable_reason("jax")
+    if reason:
+        pytest.skip(reason)
+    out = tmp_path / "model.npz"
+    # A wide net at batch 8: each scanned epoch is one compiled call of a few seconds here.
+    process = subprocess.Popen(
+        _command("--backend", "jax", "--epoch-mode", "scan", "--data", digits, "--epochs", 3, "--batch-size", 8,
+                 "--hidden", "1024,1024", "--val-size", 500, "--no-progress", "--out", out),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_env())
+    for line in process.stdout:
+        if line.startswith("epoch 1/"):
+            break
+    process.send_signal(signal.SIGINT)
+    said = []
+    for line in process.stderr:  # the handler speaks while the compiled epoch still runs
+        said.append(line)
+        if line.startswith("Ctrl-C:"):
+            break
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    said = "".join(said) + stderr
+    assert process.returncode == 130, said
+    assert "finishing this epoch (one compiled call in scan mode)" in said
+    assert "epoch 2/" not in stdout  # aborted inside epoch 2, not after it
+    assert "interrupted; no model file was written" in said and not out.exists()
