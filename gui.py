@@ -2,7 +2,7 @@
 
     uv run gui.py                                  # the model train.py saved: model.npz
     uv run gui.py --model mine.npz --backend jax
-    SDL_VIDEODRIVER=dummy uv run gui.py --screenshot docs/gui.png
+    SDL_VIDEODRIVER=dummy uv run gui.py --screenshot gui.png
 
 Left drag draws, right drag erases, C clears, S then a digit key saves the
 drawing as a labelled 28x28 sample (``train.py --extra-data FOLDER`` learns

@@ -105,6 +105,9 @@ def build_parser():
                       help="output activation (cross-entropy needs softmax)")
     arch.add_argument("--init", choices=("he", "glorot"), default=None,
                       help="weight init (default: he for relu-like activations, else glorot)")
+    arch.add_argument("--init-from", default=None, metavar="MODEL",
+                      help="start from this saved model's weights instead (fine-tuning); the architecture flags "
+                           "must build the same network")
     arch.add_argument("--dropout", type=non_negative_float, default=0.0,
                       help="dropout rate on hidden activations while training (never on the logits)")
     arch.add_argument("--reg", choices=REGULARIZERS, default="none", help="weight penalty (biases are never penalised)")
@@ -351,6 +354,7 @@ def main(argv=None):
         args, checkpoint = _resumed_args(argv, args.resume)
     _check_outputs(args)
     be, grad, model, optimizer, schedule, stopping, augment = build_run(args)
+    initial = _initial_params(args.init_from, model) if args.init_from and checkpoint is None else None
     extra = load_samples(args.extra_data) if args.extra_data else None  # a bad folder fails before MNIST loads
     epoch_mode = be.check_epoch_mode(args.epoch_mode)
     print(_describe(model, optimizer, args, be, grad, epoch_mode), flush=True)
@@ -365,7 +369,9 @@ def main(argv=None):
         f"data: {len(x_train):,} train{mixed} / {len(x_val):,} validation / {len(data.x_test):,} test images",
         flush=True,
     )
+    # A run fed by $MNIST_DATA records that folder: --resume later finds the same data without it.
     saved_args = {k: v for k, v in vars(args).items() if k not in ("resume", "checkpoint_dir")}
+    saved_args["data"] = args.data or os.environ.get("MNIST_DATA") or None
     run_record = describe_run(model, optimizer, schedule, args={**saved_args, "backend": be.name, "grad": grad},
                               data=data_fingerprint(x_train, y_train, x_val, y_val))
     start = checkpoint.resume(run_record, model, optimizer) if checkpoint else None
@@ -395,7 +401,7 @@ def main(argv=None):
                 early_stopping=stopping, progress_bar=_progress_bar(args.progress), epoch_mode=epoch_mode,
                 on_epoch=print_epoch,
                 start=start, on_checkpoint=save_epoch if folder else None, stop_requested=stop_requested,
-                augment=augment,
+                augment=augment, initial_params=initial,
             )
     except Interrupted as exc:
         # Without --checkpoint-dir, Ctrl-C still keeps the work: beside the model file,
@@ -422,6 +428,7 @@ def main(argv=None):
     save_model(args.out, model, host_params, training={
         "augment": augment.config(), "epochs": len(history), "seed": args.seed, "optimizer": args.optimizer,
         "lr": args.lr, "schedule": args.schedule, "batch_size": args.batch_size,
+        **({"init_from": str(args.init_from)} if args.init_from else {}),
     })
     print(f"test accuracy {test_accuracy:.2%} (loss {test_loss:.4f}) in {train_seconds:.1f} s | model saved to {args.out}")
 
@@ -499,6 +506,7 @@ def _check_outputs(args):
     data = args.data or os.environ.get("MNIST_DATA") or None
     data_flag = "--data" if args.data else "$MNIST_DATA"
     inputs = [(data_flag, file) for file in (data_files(data) if data else [])] + [("--extra-data", args.extra_data)]
+    inputs.append(("--init-from", args.init_from))
     if args.resume:
         inputs.append(("--resume", checkpoint_path(args.resume)))
     check_no_clash(inputs, files)
@@ -531,11 +539,32 @@ def _resumed_args(argv, folder):
         f"{_flag(k)} {getattr(args, k)} (the checkpoint has {saved[k]})" for k in RUN_FLAGS if getattr(args, k) != saved[k]
     ]
     if conflicts:
+        further = (f"; to train the finished model further, start a new run from it: --init-from {args.out}"
+                   if getattr(args, "epochs") != saved["epochs"] else "")
         raise XpnetError(
             f"--resume {folder} continues the run with its own settings; drop the conflicting "
-            f"{'flags' if len(conflicts) > 1 else 'flag'}: {'; '.join(conflicts)}"
+            f"{'flags' if len(conflicts) > 1 else 'flag'}: {'; '.join(conflicts)}{further}"
         )
     return args, checkpoint
+
+
+def _initial_params(path, model):
+    """The weights of the model file ``path``, which must be the network this run builds."""
+    from backends import XpnetError
+    from nn.serialize import load_model
+
+    saved, params = load_model(path)
+    mine = {k: getattr(model, k) for k in ("sizes", "activations", "output", "loss")}
+    theirs = {k: getattr(saved, k) for k in mine}
+    if mine != theirs:
+        hidden = ",".join(map(str, saved.sizes[1:-1]))
+        raise XpnetError(
+            f"--init-from {path} is a {'-'.join(map(str, saved.sizes))} {','.join(saved.activations)} network "
+            f"({saved.output} output, {saved.loss} loss), this run builds {'-'.join(map(str, model.sizes))} "
+            f"{','.join(model.activations)} ({model.output}, {model.loss}): pass --hidden {hidden} --activation "
+            f"{','.join(saved.activations)} --output {saved.output} --loss {saved.loss}"
+        )
+    return params
 
 
 @contextmanager

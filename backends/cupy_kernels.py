@@ -149,19 +149,23 @@ class Kernels:
         return self.launch("gather_batch_f32", (_blocks(rows * cols, block),), (block,), args)
 
     # -- augment.cu -------------------------------------------------------------------------
-    def augment(self, x, step_u32, seed_hash, settings, block=256):
+    def augment(self, x, step_u32, seed_hash, settings, basis, block=256):
         """x (rows, 784), gathered, distorted in place for the step in ``step_u32``.
 
-        ``settings``: nn.augment.Augment's plain values (``Augment.config()``).
+        ``settings``: nn.augment.Augment's plain values (``Augment.config()``);
+        ``basis``: the elastic field's (28, k) basis on the device (``Augment.field_basis()``).
         """
         rows, cols = x.shape
         if cols != AUGMENT_PIXELS:
             raise ValueError(f"augment_f32 distorts 28x28 images (784 columns), got {cols}")
-        (x,) = f32(("x", x))
+        side, modes = basis.shape
+        if side * side != AUGMENT_PIXELS or not 1 <= modes <= side:
+            raise ValueError(f"augment_f32 needs a (28, k) field basis with 1 <= k <= 28, got {basis.shape}")
+        x, basis = f32(("x", x), ("basis", basis))
         args = (x, u32("step_u32", step_u32), numpy.uint32(seed_hash), numpy.int32(rows),
                 numpy.int32(settings["kind"] == "elastic"), numpy.float32(settings["rotate"] * math.pi / 180),
-                *(numpy.float32(settings[k]) for k in ("shear", "scale", "shift", "sigma", "alpha", "thicken", "thin",
-                                                        "clean")))
+                *(numpy.float32(settings[k]) for k in ("shear", "scale", "shift")), basis, numpy.int32(modes),
+                *(numpy.float32(settings[k]) for k in ("alpha", "thicken", "thin", "clean")))
         return self.launch("augment_f32", (rows,), (block,), args, shared_mem=AUGMENT_SHARED_BYTES)
 
     # -- activations.cu -----------------------------------------------------------------

@@ -82,6 +82,7 @@ class FusedTrainStep:
         self.xp, self.kernels, self.model, self.optimizer = xp, kernels, model, optimizer
         # augment: an nn.augment.Augment, read as plain values (backends do not import nn).
         self.augment = augment.config() if augment is not None and augment.active else None
+        self.field_basis = xp.asarray(augment.field_basis()) if self.augment is not None else None
         self.seed_hash = _mix32_int(int(seed))
         self.layout = FlatLayout(model.sizes)
         self.adam = type(optimizer).__name__ == "Adam"
@@ -188,7 +189,7 @@ class FusedTrainStep:
 
         plan = [k.gather_batch(x, y, x_all, y_all, self.batch_idx, self.step_u32)]
         if self.augment is not None:
-            plan.append(k.augment(x, self.step_u32, self.seed_hash, self.augment))
+            plan.append(k.augment(x, self.step_u32, self.seed_hash, self.augment, self.field_basis))
         for i in range(hidden + 1):
             plan.append(k.sgemm("nn", z[i], inputs[i], P[i]["w"]))
             if i < hidden:

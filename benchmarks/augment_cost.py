@@ -11,7 +11,7 @@ import statistics
 import sys
 
 
-MODELS = ("128,64", "800")
+MODELS = ("256,128", "800")  # the default model (train.py's --hidden) and Simard's
 
 
 def epoch_seconds(backend, hidden, augment, epochs, data):

@@ -14,11 +14,18 @@ with bilinear interpolation and 0 outside the image (Simard et al. 2003):
 displayed, so +90 degrees equals ``np.rot90``), ``H`` a horizontal shear
 ``x + k y``, ``S`` independent x/y scales, ``t`` a shift in pixels and ``d``
 Simard's elastic field: two fields uniform in [-1, 1] per pixel, each
-smoothed by a Gaussian of std ``sigma`` px with zero padding (``G @ N @ G^T``,
-exact, no truncation), times ``alpha``. Before the warp, the source's stroke
-is blended toward its 4-neighbour dilation (thicker) or erosion (thinner) by
-a per-image fraction, never a full 3x3 erosion (it deletes thin digits); the
-result is clipped to [0, 1]. A fraction ``clean`` of each batch is left
+smoothed by a Gaussian of std ``sigma`` px with zero padding (``G @ N @ G^T``),
+times ``alpha``. That field is a linear map of white noise, so it is drawn
+where it lives: in the eigenbasis of ``G = U diag(lam) U^T``, as
+``B Z B^T`` with ``B = U_k diag(lam_k)`` and ``Z`` a k x k matrix of
+uniforms in [-1, 1]. ``U^T N U`` has uncorrelated entries of the same
+variance as ``N``'s, so the two fields have the same covariance, except for
+the modes left out: the fewest k that keep all but 1e-6 of its variance
+(8 of 28 for sigma 5), 12 times fewer random numbers and no 28 x 28
+products. Before the warp, the source's stroke is blended toward its
+4-neighbour dilation (thicker) or erosion (thinner) by a per-image
+fraction, never a full 3x3 erosion (it deletes thin digits); the result is
+clipped to [0, 1]. A fraction ``clean`` of each batch is left
 untouched.
 
 Random numbers come from the counter hash of ``backends.random``, keyed by
@@ -28,6 +35,7 @@ backend, and a resumed run draws exactly what the uninterrupted one drew.
 
 import math
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 
 import numpy as np
 
@@ -117,6 +125,10 @@ class Augment:
         parts.append(f"stroke +{self.thicken:g}/-{self.thin:g}, {self.clean:.0%} clean")
         return f"augment {self.kind}: " + ", ".join(parts)
 
+    def field_basis(self):
+        """The elastic field's basis (``field_basis``), for a kernel that draws the field itself."""
+        return field_basis(float(self.sigma))
+
     def apply(self, xp, x, seed, step):
         """``x`` (batch, 784) distorted for training step ``step`` (an int or a device scalar)."""
         if not self.active:
@@ -129,6 +141,23 @@ def gaussian_matrix(xp, sigma, n=SIDE):
     i = xp.arange(n, dtype=xp.float32)
     diff = i[:, None] - i[None, :]
     return (xp.exp(-(diff * diff) / xp.float32(2 * sigma * sigma)) / xp.float32(sigma * math.sqrt(2 * math.pi)))
+
+
+@lru_cache(maxsize=32)
+def field_basis(sigma, n=SIDE, left_out=1e-6):
+    """``B`` (n, k) float32, read-only: ``B @ Z @ B.T`` has ``G @ N @ G.T``'s covariance when Z's
+    entries are uncorrelated with N's variance, but for modes holding ``left_out`` of it."""
+    lam, u = np.linalg.eigh(gaussian_matrix(np, sigma, n).astype(np.float64))
+    order = np.argsort(-np.abs(lam))
+    lam, u = lam[order], u[:, order]
+    u *= np.where(u[np.abs(u).argmax(axis=0), np.arange(n)] < 0, -1.0, 1.0)  # one sign on every LAPACK
+    # Mode pair (i, j) carries a share lam_i^2 lam_j^2 of the variance: the
+    # first k modes on both sides keep (sum of the first k lam^2)^2 of it.
+    kept = (np.cumsum(lam**2) / np.sum(lam**2)) ** 2
+    k = int(np.argmax(kept >= 1 - left_out)) + 1
+    basis = np.ascontiguousarray(u[:, :k] * lam[:k], dtype=np.float32)
+    basis.flags.writeable = False
+    return basis
 
 
 def rms_displacement(sigma, alpha, n=SIDE):
@@ -166,10 +195,13 @@ def sample_parameters(xp, seed, step, batch, augment):
 
 
 def elastic_field(xp, seed, step, batch, sigma, alpha):
-    """(dx, dy), each (batch, 28, 28): Simard's smoothed, scaled uniform displacement fields."""
-    noise = uniform_at_step(xp, seed, step, FIELD_LAYER, (batch, 2, SIDE, SIDE)) * 2 - 1
-    g = gaussian_matrix(xp, sigma)
-    field = xp.matmul(xp.matmul(g, noise), g.T) * xp.float32(alpha)
+    """(dx, dy), each (batch, 28, 28): Simard's smoothed, scaled displacement fields, drawn in G's eigenbasis."""
+    basis = xp.asarray(field_basis(float(sigma)))
+    k = basis.shape[1]
+    noise = uniform_at_step(xp, seed, step, FIELD_LAYER, (batch, 2, k, k)) * 2 - 1
+    half = xp.matmul(basis, noise)  # (batch, 2, 28, k)
+    field = xp.matmul(half.reshape(batch * 2 * SIDE, k), basis.T * xp.float32(alpha))
+    field = field.reshape(batch, 2, SIDE, SIDE)
     return field[:, 0], field[:, 1]
 
 

@@ -159,6 +159,7 @@ def fit(
     on_checkpoint=None,
     stop_requested=None,
     augment=None,
+    initial_params=None,
 ):
     """Train ``model`` and return (params on the device, per-epoch history).
 
@@ -177,6 +178,9 @@ def fit(
     before every step, and when it says yes fit raises Interrupted with the
     state of that moment. In scan mode it is asked once per epoch, and a
     state saved inside an epoch finishes that epoch step by step.
+
+    Fine-tuning: ``initial_params`` (host params of ``model``'s shapes) take the
+    place of ``model.init_params(seed)``; the optimizer starts afresh.
     """
     if batch_size < 1:
         raise XpnetError(f"--batch-size {batch_size} must be >= 1")
@@ -198,7 +202,7 @@ def fit(
 
     steps = math.ceil(n / batch_size)
     if start is None:
-        params = be.tree_asarray(model.init_params(seed))
+        params = be.tree_asarray(model.init_params(seed) if initial_params is None else initial_params)
         state = be.place(optimizer.init(params))
         history, first_epoch, first_step, partial, stopped = [], 0, 0, None, False
     else:

@@ -16,6 +16,8 @@ from nn.augment import (
     augment_batch,
     bilinear_sample,
     elastic_field,
+    field_basis,
+    gaussian_matrix,
     rms_displacement,
     sample_parameters,
     sampling_coordinates,
@@ -72,6 +74,25 @@ def test_elastic_field_rms_matches_the_closed_form():
         assert sample_rms == pytest.approx(rms_displacement(sigma, alpha), rel=0.03)
     # Simard's sigma 4, alpha 34 on 28 px with zero padding: 1.28 px (AUGMENT.md 1.1).
     assert rms_displacement(4.0, 34.0) == pytest.approx(1.28, abs=0.01)
+
+
+def test_the_field_drawn_in_the_eigenbasis_has_simards_covariance():
+    """Simard's field alpha G N G^T (N uniform in [-1, 1]) has Cov[F(r, q), F(r', q')] = alpha^2 / 3 *
+    (G G^T)[r, r'] (G G^T)[q, q']: the closed form against field_basis and against a large sample."""
+    sigma, alpha = 5.0, 36.0
+    g = gaussian_matrix(np, sigma).astype(np.float64)
+    basis = field_basis(sigma).astype(np.float64)
+    assert basis.shape == (28, 8)  # 8 of 28 modes for sigma 5
+    np.testing.assert_allclose(basis @ basis.T, g @ g.T, atol=2e-4 * np.abs(g @ g.T).max())
+    assert field_basis(0.5).shape == (28, 28)  # a narrow Gaussian keeps every mode
+    dx, dy = elastic_field(np, 3, 7, 4000, sigma, alpha)
+    samples = np.concatenate([dx, dy]).astype(np.float64).reshape(-1, 784)
+    centre, corner = 14 * 28 + 14, 3 * 28 + 5
+    for pixel in (centre, corner):
+        sampled = samples.T @ samples[:, pixel] / len(samples)
+        r, q = divmod(pixel, 28)
+        closed = alpha**2 / 3 * np.outer((g @ g.T)[r], (g @ g.T)[q]).ravel()
+        np.testing.assert_allclose(sampled, closed, atol=0.04 * closed.max())
 
 
 def test_stroke_width_blends_toward_scipy_grey_morphology():

@@ -276,3 +276,23 @@ def test_the_header_summarises_the_model_and_version_names_the_release(tiny_mnis
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     shown = run_train("--version")
     assert shown.returncode == 0 and shown.stdout.strip() == f"xpnet {version}"
+
+
+def test_init_from_starts_at_the_saved_weights_and_refuses_another_network(tiny_mnist, tmp_path):
+    from nn.serialize import load_model
+
+    first, tuned = tmp_path / "first.npz", tmp_path / "tuned.npz"
+    common = ["--backend", "numpy", "--data", tiny_mnist, "--val-size", "50", "--epochs", "1", "--no-progress",
+              "--augment", "none", "--hidden", "16"]
+    assert run_train(*common, "--out", first).returncode == 0
+    # A rate so small that one epoch cannot move the weights: what comes out is what went in.
+    result = run_train(*common, "--seed", "7", "--lr", "1e-9", "--init-from", first, "--out", tuned)
+    assert result.returncode == 0, result.stderr
+    (_, start), (_, end) = load_model(first), load_model(tuned)
+    for a, b in zip(start, end):
+        np.testing.assert_allclose(a["w"], b["w"], atol=1e-6)
+    before = first.read_bytes()
+    _assert_one_line_error(run_train(*common[:-1], "32", "--init-from", first, "--out", tmp_path / "x.npz"),
+                           "--init-from", "784-16-10", "--hidden 16")
+    _assert_one_line_error(run_train(*common, "--init-from", first, "--out", first), "--out", "--init-from")
+    assert first.read_bytes() == before and not (tmp_path / "x.npz").exists()

@@ -370,7 +370,7 @@ def test_augment_equals_the_numpy_reference(kernels, name, rows, count):
     x = rng.random((rows, 784)).astype(np.float32) * (rng.random((rows, 784)) < 0.4)
     step_u32 = np.array([1234 + rows, count, 0, 0], np.uint32)
     got = x.copy()
-    kernels.augment(got, step_u32, _mix32_int(5), augment.config())()
+    kernels.augment(got, step_u32, _mix32_int(5), augment.config(), augment.field_basis())()
     want = augment_batch(np, x[:count], 5, 1234 + rows, augment)
     np.testing.assert_allclose(got[:count], want, atol=2e-5, rtol=0)
     np.testing.assert_array_equal(got[count:], x[count:])  # padding rows untouched
@@ -402,7 +402,8 @@ def test_broken_augment_is_caught(bug):
     x = np.random.default_rng(0).random((6, 784)).astype(np.float32)
     got = x.copy()
     try:
-        kernels.augment(got, np.array([3, 6, 0, 0], np.uint32), _mix32_int(1), augment.config())()
+        kernels.augment(got, np.array([3, 6, 0, 0], np.uint32), _mix32_int(1), augment.config(),
+                        augment.field_basis())()
     except KernelLaunchError:  # the harness refused the broken kernel's access outright: caught too
         return
     assert not np.allclose(got, augment_batch(np, x, 1, 3, augment), atol=2e-5), bug

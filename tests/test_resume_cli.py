@@ -245,3 +245,20 @@ def test_in_scan_mode_ctrl_c_finishes_the_epoch_and_a_second_ctrl_c_aborts_it_at
     assert "finishing this epoch (one compiled call in scan mode)" in said
     assert "epoch 2/" not in stdout  # aborted inside epoch 2, not after it
     assert "interrupted; no model file was written" in said and not out.exists()
+
+
+def test_resume_remembers_data_given_by_mnist_data_and_points_more_epochs_to_init_from(digits, tmp_path):
+    folder, out = tmp_path / "ck", tmp_path / "model.npz"
+    env = {**_env(), "MNIST_DATA": str(digits)}
+    args = ["--backend", "numpy", "--epochs", 2, "--batch-size", 64, "--hidden", "16", "--val-size", 500,
+            "--augment", "none", "--no-progress", "--checkpoint-dir", folder, "--out", out]
+    result = subprocess.run(_command(*args), capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    without = {k: v for k, v in env.items() if k != "MNIST_DATA"}
+    # Without $MNIST_DATA now (and no network), --resume still finds the run's data: nothing left to train.
+    again = subprocess.run(_command("--resume", folder, "--out", tmp_path / "again.npz"), capture_output=True,
+                           text=True, cwd=ROOT, env=without, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "nothing left to train" in again.stdout
+    more = _train("--resume", folder, "--epochs", 4)
+    assert more.returncode == 2 and "--init-from" in more.stderr and "Traceback" not in more.stderr

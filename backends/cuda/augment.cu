@@ -2,12 +2,13 @@
 // augment_batch, one block per image, in the same order of operations.
 //
 // Per image: nine per-sample uniforms (clean, rotation, shear, x/y scale, x/y
-// shift, stroke choice and amount) and, for elastic, two noise fields, all
-// from the counter hash keyed by (seed, step, sample) with the step read from
-// step_u32 (a replayed graph draws new numbers); the stroke blended toward its
-// 4-neighbour dilation or erosion; the fields smoothed as G @ N @ G^T and
-// scaled by alpha; one bilinear sampling through the composed coordinate map,
-// 0 outside; clip to [0, 1]; clean rows and padding rows left as they are.
+// shift, stroke choice and amount) and, for elastic, two k x k noise matrices,
+// all from the counter hash keyed by (seed, step, sample) with the step read
+// from step_u32 (a replayed graph draws new numbers); the stroke blended
+// toward its 4-neighbour dilation or erosion; each field B @ Z @ B^T times
+// alpha, B (28 x k) the smoothing's eigenbasis (nn.augment.field_basis); one
+// bilinear sampling through the composed coordinate map, 0 outside; clip to
+// [0, 1]; clean rows and padding rows left as they are.
 #include "xpnet.cuh"
 
 #define AUG_SIDE 28
@@ -18,8 +19,8 @@
 #define AUG_N_PARAMS 9
 #define AUG_THICKEN_P 0.5f
 #define AUG_THIN_P 0.2f
-// Shared floats per block: the image, its stroke-changed copy, two noise
-// fields and two half-smoothed fields.
+// Shared floats per block: the image, its stroke-changed copy, the two noise
+// matrices (then the two fields) and the two half products B @ Z; k <= 28.
 // 6 * AUG_PIXELS, written out: backends/cupy_kernels.py reads the number from here.
 #define AUG_SHARED_FLOATS 4704
 
@@ -27,15 +28,9 @@ __device__ __forceinline__ float aug_pixel(const float* image, int r, int c) {
     return (r >= 0 && r < AUG_SIDE && c >= 0 && c < AUG_SIDE) ? image[r * AUG_SIDE + c] : 0.0f;
 }
 
-// nn.augment.gaussian_matrix's entry G[i][j], d = i - j.
-__device__ __forceinline__ float aug_gaussian(int d, float two_sigma2, float norm) {
-    const float diff = (float)d;
-    return expf(-(diff * diff) / two_sigma2) / norm;
-}
-
 extern "C" __global__ void augment_f32(
     float* x, const unsigned* step_u32, unsigned seed_hash, int rows, int elastic,
-    float rotate_rad, float shear, float scale, float shift, float sigma, float alpha,
+    float rotate_rad, float shear, float scale, float shift, const float* basis, int modes, float alpha,
     float thicken, float thin, float clean_fraction) {
     extern __shared__ float smem[];
     float* image = smem;
@@ -53,14 +48,11 @@ extern "C" __global__ void augment_f32(
 
     float* row = x + (size_t)r * AUG_PIXELS;
     const unsigned field_key = stream_key(seed_hash, step, AUG_FIELD_LAYER);
-    for (int p = threadIdx.x; p < AUG_PIXELS; p += blockDim.x) {
-        image[p] = row[p];
-        if (elastic) {
-            for (int axis = 0; axis < 2; ++axis) {
-                const unsigned counter = (unsigned)(r * 2 * AUG_PIXELS + axis * AUG_PIXELS + p);
-                noise[axis * AUG_PIXELS + p] = uniform_from_counter(field_key, counter) * 2.0f - 1.0f;
-            }
-        }
+    const int noise_size = 2 * modes * modes;  // nn.augment's (batch, 2, k, k) counters, row-major
+    for (int p = threadIdx.x; p < AUG_PIXELS; p += blockDim.x) image[p] = row[p];
+    if (elastic) {
+        for (int q = threadIdx.x; q < noise_size; q += blockDim.x)
+            noise[q] = uniform_from_counter(field_key, (unsigned)(r * noise_size + q)) * 2.0f - 1.0f;
     }
     __syncthreads();
 
@@ -89,15 +81,14 @@ extern "C" __global__ void augment_f32(
         stroked[p] = v + fmaxf(blend, 0.0f) * (dilated - v) + fmaxf(-blend, 0.0f) * (eroded - v);
     }
 
-    // The elastic field, G @ N @ G^T times alpha: first P = G @ N, then P @ G^T.
-    const float two_sigma2 = 2.0f * sigma * sigma;
-    const float norm = sigma * 2.5066282746310002f;  // sigma * sqrt(2 pi)
+    // The elastic fields, B @ Z @ B^T times alpha: first H = B @ Z (28 x k), then H @ B^T.
+    const int half_size = AUG_SIDE * modes;
     if (elastic) {
-        for (int q = threadIdx.x; q < 2 * AUG_PIXELS; q += blockDim.x) {
-            const int axis = q / AUG_PIXELS, i = (q % AUG_PIXELS) / AUG_SIDE, l = q % AUG_SIDE;
+        for (int q = threadIdx.x; q < 2 * half_size; q += blockDim.x) {
+            const int axis = q / half_size, i = (q % half_size) / modes, l = q % modes;
             float sum = 0.0f;
-            for (int m = 0; m < AUG_SIDE; ++m)
-                sum += aug_gaussian(i - m, two_sigma2, norm) * noise[axis * AUG_PIXELS + m * AUG_SIDE + l];
+            for (int m = 0; m < modes; ++m)
+                sum += basis[i * modes + m] * noise[axis * modes * modes + m * modes + l];
             half[q] = sum;
         }
     }
@@ -106,9 +97,9 @@ extern "C" __global__ void augment_f32(
         for (int q = threadIdx.x; q < 2 * AUG_PIXELS; q += blockDim.x) {
             const int axis = q / AUG_PIXELS, i = (q % AUG_PIXELS) / AUG_SIDE, j = q % AUG_SIDE;
             float sum = 0.0f;
-            for (int l = 0; l < AUG_SIDE; ++l)
-                sum += half[axis * AUG_PIXELS + i * AUG_SIDE + l] * aug_gaussian(j - l, two_sigma2, norm);
-            noise[q] = sum * alpha;  // the noise is read no more: the field takes its place
+            for (int l = 0; l < modes; ++l)
+                sum += half[axis * half_size + i * modes + l] * (basis[j * modes + l] * alpha);
+            noise[q] = sum;  // the noise is read no more: the field takes its place
         }
     }
     __syncthreads();
