@@ -13,17 +13,14 @@ and says how to train one. Bad flags are one line and exit status 2.
 import argparse
 import sys
 
+from cli.flags import Parser
+
 DEFAULT_MODEL = "model.npz"  # what train.py writes by default
 DEMO_DIGITS = ("1", "2", "3", "4", "5", "7", "9")  # drawing.demo.DIGITS, listed here so --help never imports pygame
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser():
-    p = _Parser(
+    p = Parser(
         prog="gui.py",
         description="Draw a digit and watch a trained xpnet model read it while you draw.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

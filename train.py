@@ -93,6 +93,8 @@ def build_parser():
                       help="how many processes take part (default: $XPNET_NUM_PROCESSES)")
     dist.add_argument("--process-id", type=non_negative_int, default=None, metavar="I",
                       help="this process's rank, 0 to N-1 (default: $XPNET_PROCESS_ID)")
+    dist.add_argument("--distributed-timeout", type=positive_int, default=300, metavar="SECONDS",
+                      help="how long to wait for every process to join before giving up")
 
     arch = p.add_argument_group("model")
     arch.add_argument("--hidden", type=hidden_sizes, default=DEFAULT_HIDDEN, metavar="N,N",
@@ -152,9 +154,13 @@ def build_parser():
     out.add_argument("--out", default=DEFAULT_OUT, metavar="PATH",
                      help="where to save the trained model: .npz or .safetensors, chosen by the extension")
     out.add_argument("--metrics-json", default=None, metavar="PATH",
-                     help="write final figures and the per-epoch history as JSON")
+                     help="write final figures and the per-epoch history as JSON, and the history as CSV beside it "
+                          "(m.json: m.csv)")
+    out.add_argument("--plot", default=None, metavar="PATH",
+                     help="draw loss and accuracy per epoch, training and validation, as a PNG (needs matplotlib: "
+                          "the bench extra)")
     out.add_argument("--export-onnx", default=None, metavar="PATH",
-                     help="also write the model as an ONNX graph (needs the onnx extra: uv sync --extra onnx)")
+                     help="also write the model as an ONNX graph (needs the onnx extra)")
     out.add_argument("--push-to-hub", default=None, metavar="OWNER/NAME",
                      help="upload config.json, model.safetensors and a model card to this Hugging Face Hub repo")
 
@@ -274,7 +280,7 @@ def _start_distributed(args):
         raise XpnetError(f"--coordinator runs jax.distributed: use --backend jax, not {backend}")
     from backends.jax_backend import start_distributed
 
-    start_distributed(coordinator, num_processes, process_id)
+    start_distributed(coordinator, num_processes, process_id, timeout=args.distributed_timeout)
     return "jax"
 
 
@@ -449,8 +455,17 @@ def main(argv=None):
         "args": {k: v for k, v in vars(args).items()},
     }
     if args.metrics_json:
+        from cli.history import csv_path, write_csv
+
         text = json.dumps(metrics, indent=2, allow_nan=False, default=_json_default)
         atomic_write_bytes(args.metrics_json, (text + "\n").encode())
+        write_csv(csv_path(args.metrics_json), history)
+    if args.plot:
+        from cli.history import write_plot
+
+        write_plot(args.plot, history, f"xpnet MLP {'-'.join(map(str, model.sizes))}, {be.name}, "
+                                       f"test accuracy {test_accuracy:.2%}")
+        print(f"curves drawn in {args.plot}")
     _publish(args, model, host_params, metrics)
     return 0
 
@@ -461,6 +476,8 @@ def _json_number(value):
 
 def _publish(args, model, params, metrics):
     """--export-onnx and --push-to-hub, after the model file is safely written."""
+    from backends import XpnetError
+
     if args.export_onnx:
         from nn.export import export_onnx
 
@@ -469,7 +486,12 @@ def _publish(args, model, params, metrics):
     if args.push_to_hub:
         from nn.hub import push_model
 
-        print(f"pushed to {push_model(args.push_to_hub, model, params, metrics)}")
+        try:
+            print(f"pushed to {push_model(args.push_to_hub, model, params, metrics)}")
+        except XpnetError as exc:
+            metrics_flag = f" --metrics-json {args.metrics_json}" if args.metrics_json else ""
+            raise XpnetError(f"{exc}; the model is saved in {args.out}: push it later with "
+                             f"`uv run python -m nn.hub push {args.out} {args.push_to_hub}{metrics_flag}`") from None
 
 
 def _check_outputs(args):
@@ -488,15 +510,26 @@ def _check_outputs(args):
         check_onnx(args.export_onnx, "--export-onnx")
         require_onnx()
     if args.push_to_hub:
-        from nn.hub import parse_uri
+        from nn.hub import check_can_push
 
-        parse_uri(args.push_to_hub)
+        # A token, and the Hub answering, before the training time is spent.
+        check_can_push(args.push_to_hub, what=f"--push-to-hub {args.push_to_hub}",
+                       otherwise=f"drop it and push the saved model later with "
+                                 f"`uv run python -m nn.hub push MODEL {args.push_to_hub}`")
     if args.checkpoint_dir and not args.resume and has_checkpoint(args.checkpoint_dir):
         raise XpnetError(
             f"--checkpoint-dir {args.checkpoint_dir} already holds a checkpoint: continue that run with "
             f"--resume {args.checkpoint_dir}, or choose another folder"
         )
-    files = [("--out", args.out), ("--metrics-json", args.metrics_json), ("--export-onnx", args.export_onnx)]
+    if args.plot:
+        from cli.history import require_matplotlib
+
+        require_matplotlib()
+    from cli.history import csv_path
+
+    files = [("--out", args.out), ("--metrics-json", args.metrics_json), ("--export-onnx", args.export_onnx),
+             ("--plot", args.plot), ("the history CSV beside --metrics-json",
+                                     csv_path(args.metrics_json) if args.metrics_json else None)]
     for flag, path in files:
         if path is not None:
             check_writable_file(flag, path)

@@ -16,6 +16,7 @@ Two things only this backend does:
 """
 
 import math
+import time
 
 import numpy
 
@@ -209,10 +210,11 @@ class JaxBackend(Backend):
         return run
 
 
-def start_distributed(coordinator, num_processes, process_id):
+def start_distributed(coordinator, num_processes, process_id, timeout=300):
     """``jax.distributed.initialize`` with checked settings, before any other JAX use.
 
-    coordinator: "HOST:PORT" of process 0, reachable from every process.
+    coordinator: "HOST:PORT" of process 0, reachable from every process;
+    timeout: seconds to wait for all of them to join.
     """
     host, sep, port = (coordinator or "").rpartition(":")
     if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
@@ -225,16 +227,42 @@ def start_distributed(coordinator, num_processes, process_id):
         raise XpnetError(f"--process-id {process_id} must be between 0 and {num_processes - 1} (--num-processes {num_processes})")
     import jax
 
+    print(f"process {process_id}: waiting for {num_processes} processes at {coordinator} "
+          f"(up to {timeout} s, --distributed-timeout)", flush=True)
+    # This JAX ends the process with a fatal log, not an exception, when the
+    # coordinator never answers: the other processes look for it first.
+    if process_id != 0 and not _answers(host, int(port), timeout):
+        raise XpnetError(
+            f"no coordinator answered at {coordinator} within {timeout} s (process {process_id} of {num_processes}): "
+            "start process 0 there first with the same --coordinator, or raise --distributed-timeout"
+        )
     try:
         jax.distributed.initialize(
-            coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
+            coordinator_address=coordinator, num_processes=num_processes, process_id=process_id,
+            initialization_timeout=timeout,
         )
     except Exception as exc:  # a refused or timed-out connection, an already running JAX
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise XpnetError(
-            f"jax.distributed could not start (coordinator {coordinator}, process {process_id} of "
-            f"{num_processes}): {first_line}; start every process with the same --coordinator"
+            f"jax.distributed could not start within {timeout} s (coordinator {coordinator}, process {process_id} "
+            f"of {num_processes}): {first_line[:200]}; start every process with the same --coordinator, or "
+            "raise --distributed-timeout"
         ) from None
+
+
+def _answers(host, port, timeout):
+    """Whether something accepts a TCP connection at host:port within ``timeout`` seconds."""
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=max(0.1, min(2.0, deadline - time.monotonic()))):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
 
 
 BACKEND_CLASS = JaxBackend

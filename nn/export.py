@@ -14,7 +14,6 @@ package's helper API, is the inference forward pass op for op:
 Dropout is an identity at inference, so it does not appear.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -97,15 +96,12 @@ def export_onnx(path, model, params):
     atomic_write_bytes(path, to_onnx(model, params).SerializeToString())
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def main(argv=None):
+    from cli.flags import Parser  # the front doors' parser: only this entry point needs it
+
     from .serialize import load_model
 
-    parser = _Parser(prog="python -m nn.export", description="Export an xpnet model as an ONNX graph.")
+    parser = Parser(prog="python -m nn.export", description="Export an xpnet model as an ONNX graph.")
     parser.add_argument("model", help="a .npz or .safetensors model, a Hub-style folder or hf://owner/name")
     parser.add_argument("output", help="the .onnx file to write")
     args = parser.parse_args(argv)

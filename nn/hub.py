@@ -7,7 +7,10 @@ An xpnet model repo holds three files:
     README.md          the model card: metrics, training recipe, how to load it
 
 ``write_repo_folder`` lays them out in a local folder; ``push`` uploads such a
-folder (``train.py --push-to-hub owner/name``); ``download`` fetches a repo
+folder (``train.py --push-to-hub owner/name``, or ``python -m nn.hub push
+MODEL owner/name`` for a model already saved), after ``check_can_push`` made
+sure, before any training, that a token exists and the Hub answers;
+``download`` fetches a repo
 snapshot into the ``huggingface_hub`` cache and returns the folder, which is
 how ``load_model("hf://owner/name")`` and ``gui.py --model hf://owner/name``
 work. Only ``push`` and ``download`` touch the network; everything they
@@ -17,6 +20,8 @@ Authentication, cache location and offline mode are huggingface_hub's own:
 """
 
 import json
+import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -121,6 +126,31 @@ Run it anywhere ONNX runs: `uv run --extra onnx python -m nn.export hf://{repo_i
 """
 
 
+def check_can_push(repo_id, what=None, otherwise=None):
+    """Raise XpnetError unless a push to ``repo_id`` could work now: online, a token, the Hub answering.
+
+    ``what`` names the request in the message (default: pushing to the repo),
+    ``otherwise`` is the way out it offers besides fixing the cause.
+    """
+    repo_id, _ = parse_uri(repo_id)
+    what = what or f"pushing to {repo_id}"
+    alternative = f", or {otherwise}" if otherwise else ""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        raise XpnetError(f"{what} needs the network, but HF_HUB_OFFLINE is set: unset it{alternative}")
+    try:
+        from huggingface_hub import HfApi, get_token
+
+        token = get_token()
+        if token is None:
+            raise XpnetError(f"{what} needs a Hugging Face token: run `hf auth login` or set HF_TOKEN{alternative}")
+        HfApi(token=token).whoami()
+    except XpnetError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (as in push: errors of several HTTP clients)
+        raise XpnetError(f"{what}: the Hub did not accept the token or did not answer ({_reason(exc)}); "
+                         f"check the network and the token{alternative}") from None
+
+
 def push(folder, repo_id, *, private=False, token=None):
     """Upload ``folder`` to the model repo ``repo_id`` (created if needed); returns its URL."""
     repo_id, _ = parse_uri(repo_id)
@@ -165,3 +195,39 @@ def download(uri):
 def _reason(exc):
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def main(argv=None):
+    """``python -m nn.hub push MODEL owner/name``: upload a saved model without training it again."""
+    from cli.flags import Parser  # the front doors' parser: only this entry point needs it
+
+    from .serialize import load_model
+
+    parser = Parser(prog="python -m nn.hub", description="Push a saved xpnet model to the Hugging Face Hub.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    push_command = commands.add_parser("push", help="upload MODEL as the model repo owner/name")
+    push_command.add_argument("model", metavar="MODEL", help="a .npz or .safetensors model, or a Hub-style folder")
+    push_command.add_argument("repo", metavar="OWNER/NAME", help="the Hub repo (created if needed)")
+    push_command.add_argument("--metrics-json", default=None, metavar="PATH",
+                              help="train.py's --metrics-json of this model: its test accuracy goes on the card")
+    push_command.add_argument("--private", action="store_true", help="create the repo private")
+    args = parser.parse_args(argv)
+    model, params = load_model(args.model)
+    metrics = {}
+    if args.metrics_json:
+        try:
+            metrics = json.loads(Path(args.metrics_json).read_text())
+        except (OSError, ValueError) as exc:
+            raise XpnetError(f"--metrics-json {args.metrics_json} is not readable JSON ({_reason(exc)}); "
+                             "give the file train.py --metrics-json wrote") from None
+        if not isinstance(metrics, dict):
+            raise XpnetError(f"--metrics-json {args.metrics_json} holds no JSON object; give train.py's metrics file")
+    check_can_push(args.repo)
+    print(f"pushed to {push_model(args.repo, model, params, metrics, private=args.private)}")
+    return 0
+
+
+if __name__ == "__main__":
+    from backends.errors import run_front_door
+
+    sys.exit(run_front_door(main, None, "python -m nn.hub"))

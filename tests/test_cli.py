@@ -296,3 +296,33 @@ def test_init_from_starts_at_the_saved_weights_and_refuses_another_network(tiny_
                            "--init-from", "784-16-10", "--hidden 16")
     _assert_one_line_error(run_train(*common, "--init-from", first, "--out", first), "--out", "--init-from")
     assert first.read_bytes() == before and not (tmp_path / "x.npz").exists()
+
+
+def test_the_history_comes_as_csv_beside_the_json_and_as_a_plot(tiny_mnist, tmp_path):
+    import csv
+
+    from PIL import Image
+
+    metrics, plot = tmp_path / "m.json", tmp_path / "curves.png"
+    result = run_train("--backend", "numpy", "--data", tiny_mnist, "--hidden", "16", "--epochs", "3", "--val-size", "50",
+                       "--augment", "none", "--no-progress", "--out", tmp_path / "m.npz", "--metrics-json", metrics,
+                       "--plot", plot)
+    assert result.returncode == 0, result.stderr
+    history = json.loads(metrics.read_text())["history"]
+    rows = list(csv.DictReader((tmp_path / "m.csv").open()))
+    assert len(rows) == len(history) == 3
+    for row, record in zip(rows, history):
+        assert {k: float(v) for k, v in row.items()} == pytest.approx({k: record[k] for k in row})
+    with Image.open(plot) as image:
+        assert image.format == "PNG" and image.size == (1000, 400)
+
+
+def test_plot_without_matplotlib_is_refused_before_training(tiny_mnist, tmp_path, monkeypatch, capsys):
+    import train
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    code = train.run(["--backend", "numpy", "--data", str(tiny_mnist), "--epochs", "1", "--no-progress",
+                      "--out", str(tmp_path / "m.npz"), "--plot", str(tmp_path / "c.png")])
+    captured = capsys.readouterr()
+    assert code == 2 and "--plot needs matplotlib" in captured.err and "--extra bench" in captured.err
+    assert "data:" not in captured.out and not (tmp_path / "m.npz").exists()

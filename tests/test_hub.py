@@ -125,15 +125,76 @@ def test_push_without_network_is_one_clear_error(tmp_path):
     assert len(result.stdout.strip().splitlines()) == 1
 
 
-def test_train_push_to_hub_offline_keeps_the_model_and_fails_in_one_line(tmp_path):
+def _train_args(tmp_path):
     from tests.digits import write_digits
 
     data = write_digits(tmp_path / "digits", n_train=300)
-    out = tmp_path / "m.npz"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "--backend", "numpy", "--data", str(data), "--val-size", "100",
-         "--epochs", "1", "--hidden", "16", "--out", str(out), "--no-progress", "--push-to-hub", "someone/digits"],
-        capture_output=True, text=True, cwd=ROOT, env=_offline_env(tmp_path / "cache"), timeout=120)
-    assert result.returncode == 2 and "could not push to the Hub repo someone/digits" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert load_model(out)[0].sizes == (784, 16, 10)  # the model file was written before the push
+    return ["--backend", "numpy", "--data", str(data), "--val-size", "100", "--epochs", "1", "--hidden", "16",
+            "--out", str(tmp_path / "m.npz"), "--no-progress", "--push-to-hub", "someone/digits"]
+
+
+@pytest.mark.parametrize("case", ["offline", "no token", "no answer"])
+def test_train_push_to_hub_is_refused_before_training_when_it_cannot_work(case, tmp_path):
+    env = _offline_env(tmp_path / "cache")
+    env["HF_HOME"] = str(tmp_path / "hf-home")  # no token stored by `hf auth login` there
+    if case != "offline":
+        env.pop("HF_HUB_OFFLINE")
+    if case == "no answer":  # a token, and a Hub that refuses the connection at once
+        env.update(HF_TOKEN="hf_not_a_real_token", HF_ENDPOINT="http://127.0.0.1:9")
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *_train_args(tmp_path)], capture_output=True,
+                            text=True, cwd=ROOT, env=env, timeout=120)
+    needle = {"offline": "HF_HUB_OFFLINE", "no token": "needs a Hugging Face token", "no answer": "did not answer"}
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert needle[case] in result.stderr and "python -m nn.hub push MODEL someone/digits" in result.stderr
+    assert "data:" not in result.stdout and not (tmp_path / "m.npz").exists()  # nothing trained, nothing written
+
+
+class _FakeHub:
+    """huggingface_hub.HfApi as the tests need it: records what would be uploaded, or fails like a network."""
+
+    uploaded, fail = {}, False
+
+    def __init__(self, token=None):
+        pass
+
+    def create_repo(self, repo_id, private=False, exist_ok=False):
+        if _FakeHub.fail:
+            raise ConnectionError("connection reset by peer")
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, repo_id, folder_path, commit_message):
+        _FakeHub.uploaded = {p.name: p.read_bytes() for p in Path(folder_path).iterdir()}
+
+
+def test_a_push_that_fails_at_the_end_keeps_the_model_and_says_how_to_push_it(tmp_path, monkeypatch, capsys):
+    import nn.hub
+    import train
+
+    monkeypatch.setattr(nn.hub, "check_can_push", lambda repo, **_: None)
+    monkeypatch.setattr("huggingface_hub.HfApi", _FakeHub)
+    monkeypatch.setattr(_FakeHub, "fail", True)
+    assert train.run(_train_args(tmp_path)) == 2
+    line = capsys.readouterr().err.strip()
+    assert "could not push to the Hub repo someone/digits" in line and len(line.splitlines()) == 1
+    assert f"push it later with `uv run python -m nn.hub push {tmp_path / 'm.npz'} someone/digits`" in line
+    assert load_model(tmp_path / "m.npz")[0].sizes == (784, 16, 10)
+
+
+def test_python_m_nn_hub_push_uploads_a_saved_model_with_its_card(tmp_path, monkeypatch, capsys):
+    import nn.hub
+    from nn.serialize import save_model
+
+    model = MLP(sizes=(784, 8, 10))
+    save_model(tmp_path / "m.npz", model, model.init_params(0))
+    (tmp_path / "metrics.json").write_text(json.dumps({"test_accuracy": 0.9731}))
+    monkeypatch.setattr(nn.hub, "check_can_push", lambda repo, **_: None)
+    monkeypatch.setattr("huggingface_hub.HfApi", _FakeHub)
+    assert nn.hub.main(["push", str(tmp_path / "m.npz"), "someone/digits", "--metrics-json",
+                        str(tmp_path / "metrics.json")]) == 0
+    assert capsys.readouterr().out.strip() == "pushed to https://huggingface.co/someone/digits"
+    assert set(_FakeHub.uploaded) == set(REPO_FILES)
+    assert b"97.31" in _FakeHub.uploaded["README.md"]  # the accuracy on the card
+    offline = subprocess.run([sys.executable, "-m", "nn.hub", "push", str(tmp_path / "m.npz"), "someone/digits"],
+                             capture_output=True, text=True, cwd=ROOT, env=_offline_env(tmp_path), timeout=120)
+    assert offline.returncode == 2 and "Traceback" not in offline.stderr
+    assert offline.stderr.startswith("python -m nn.hub: error: pushing to someone/digits needs the network")

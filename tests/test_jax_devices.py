@@ -126,6 +126,7 @@ def initialize_calls(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     calls = []
     monkeypatch.setattr(jax.distributed, "initialize", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr("backends.jax_backend._answers", lambda host, port, timeout: True)  # a coordinator is up
     return calls
 
 
@@ -137,7 +138,8 @@ def _build_run(*argv):
 
 def test_distributed_flags_reach_jax_distributed(initialize_calls):
     be = _build_run("--coordinator", "10.0.0.1:1234", "--num-processes", "2", "--process-id", "1")[0]
-    assert initialize_calls == [dict(coordinator_address="10.0.0.1:1234", num_processes=2, process_id=1)]
+    assert initialize_calls == [dict(coordinator_address="10.0.0.1:1234", num_processes=2, process_id=1,
+                                     initialization_timeout=300)]
     assert be.name == "jax"
 
 
@@ -146,10 +148,10 @@ def test_distributed_settings_from_the_environment(initialize_calls, monkeypatch
     monkeypatch.setenv("XPNET_NUM_PROCESSES", "4")
     monkeypatch.setenv("XPNET_PROCESS_ID", "3")
     _build_run("--backend", "jax")
-    _build_run("--process-id", "0")  # a flag wins over its variable
+    _build_run("--process-id", "0", "--distributed-timeout", "7")  # a flag wins over its variable
     assert initialize_calls == [
-        dict(coordinator_address="node0:5000", num_processes=4, process_id=3),
-        dict(coordinator_address="node0:5000", num_processes=4, process_id=0),
+        dict(coordinator_address="node0:5000", num_processes=4, process_id=3, initialization_timeout=300),
+        dict(coordinator_address="node0:5000", num_processes=4, process_id=0, initialization_timeout=7),
     ]
 
 
@@ -181,6 +183,7 @@ def test_a_coordinator_that_cannot_be_reached_is_one_clear_error(monkeypatch):
         raise RuntimeError("DEADLINE_EXCEEDED: Barrier timed out\nmore detail")
 
     monkeypatch.setattr(jax.distributed, "initialize", refuse)
+    monkeypatch.setattr("backends.jax_backend._answers", lambda host, port, timeout: True)
     with pytest.raises(XpnetError, match="jax.distributed could not start.*DEADLINE_EXCEEDED") as info:
         _build_run("--coordinator", "node0:5000", "--num-processes", "2", "--process-id", "1")
     assert "\n" not in str(info.value)
@@ -196,3 +199,21 @@ def test_cli_rejects_a_batch_that_does_not_split_before_reading_data(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert "--batch-size 30" in line and "4 devices" in line
+
+
+def test_a_coordinator_that_never_answers_is_one_line_after_the_timeout(tmp_path):
+    import socket
+
+    pytest.importorskip("jax")
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XPNET_")}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+         "--process-id", "1", "--distributed-timeout", "2", "--out", str(tmp_path / "m.npz")],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"process 1: waiting for 2 processes at 127.0.0.1:{port} (up to 2 s" in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"no coordinator answered at 127.0.0.1:{port} within 2 s" in lines[0]
