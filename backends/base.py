@@ -23,6 +23,10 @@ class Backend:
     # How an epoch runs: a compiled step per minibatch, or the whole epoch as
     # one compiled scan. The first is the default.
     epoch_modes = ("step",)
+    # Eager array modules with out= update parameters and optimizer state in
+    # their own buffers (the optimizer's update_in_place); a compiler (XLA)
+    # fuses the functional update instead.
+    updates_in_place = False
 
     @classmethod
     def unavailable_reason(cls):
@@ -35,14 +39,18 @@ class Backend:
         return self.xp.asarray(a, dtype=dtype)
 
     def to_host(self, a):
-        """``a`` as a NumPy array on the host."""
-        return np.asarray(a)
+        """``a`` as a NumPy array on the host: a copy, which later in-place training steps leave alone."""
+        return np.array(a)
 
     def tree_to_host(self, tree):
         return [{k: self.to_host(v) for k, v in layer.items()} for layer in tree]
 
     def tree_asarray(self, tree):
         return [{k: self.asarray(v) for k, v in layer.items()} for layer in tree]
+
+    def owned(self, a):
+        """``a`` on the device in a buffer of its own, which an in-place update may overwrite."""
+        return self.xp.array(a, copy=True) if self.updates_in_place else self.asarray(a)
 
     def place(self, tree):
         """``tree`` (lists, dicts, arrays of this backend) where compiled code expects its inputs."""
@@ -137,6 +145,8 @@ class Backend:
         loss_and_grads = self.loss_and_grads_fn(model, grad)
         xp = self.xp
 
+        scratch = {}  # update_in_place's buffers, made at the first step
+
         def step(params, state, x_all, y_all, idx, lr, step_no):
             idx = self.shard_batch(idx)
             x, y = self.shard_batch(x_all[idx]), self.shard_batch(y_all[idx])
@@ -144,7 +154,10 @@ class Backend:
                 x = augment.apply(xp, x, seed, step_no)  # the input as it is when augment.kind is none
             masks = model.dropout_masks(self, seed, step_no, x.shape[0], x.dtype)
             loss, grads, outputs = loss_and_grads(params, x, y, masks)
-            params, state = optimizer.update(params, grads, state, lr)
+            if self.updates_in_place:
+                params, state = optimizer.update_in_place(params, grads, state, lr, scratch)
+            else:
+                params, state = optimizer.update(params, grads, state, lr)
             correct = xp.sum(xp.argmax(outputs, axis=1) == y)
             return params, state, loss, correct
 

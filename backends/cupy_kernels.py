@@ -242,8 +242,8 @@ class Kernels:
         # (1 - beta) is rounded once from double, as NumPy does with Python floats.
         args = (params, m, v, penalty_partials, grads, adam_t, step_f32, numpy.int32(params.size),
                 numpy.int32(n_weights), numpy.float32(beta1), numpy.float32(1.0 - beta1), numpy.float32(beta2),
-                numpy.float32(1.0 - beta2), numpy.float32(eps), numpy.float32(weight_decay), numpy.float32(l1),
-                numpy.float32(l2))
+                numpy.float32(1.0 - beta2), numpy.float32(math.log(beta1)), numpy.float32(math.log(beta2)),
+                numpy.float32(eps), numpy.float32(weight_decay), numpy.float32(l1), numpy.float32(l2))
         return self._update("adam_update_f32", args, params.size, penalty_partials, block)
 
     def _update(self, name, args, n, penalty_partials, block):

@@ -30,10 +30,11 @@ _ALIGN = 32  # floats: each layer's block starts on a 128-byte boundary
 
 
 def fused_step_unsupported(model, optimizer, augment=None):
-    """Why the kernel step cannot run this model, optimizer and augmentation, or None."""
-    from nn.optimizers import SGD, Adam
+    """Why the kernel step cannot run this model, optimizer and augmentation, or None.
 
-    if type(optimizer) not in (SGD, Adam):
+    The optimizer says what it is (``kind``: nn.optimizers' SGD and Adam); backends do not import nn.
+    """
+    if getattr(optimizer, "kind", None) not in ("sgd", "adam"):
         return f"no update kernel for {type(optimizer).__name__}"
     if any(name not in ACTIVATION_CODES for name in model.activations):
         return "an activation without a kernel"
@@ -85,7 +86,7 @@ class FusedTrainStep:
         self.field_basis = xp.asarray(augment.field_basis()) if self.augment is not None else None
         self.seed_hash = _mix32_int(int(seed))
         self.layout = FlatLayout(model.sizes)
-        self.adam = type(optimizer).__name__ == "Adam"
+        self.adam = optimizer.kind == "adam"
         f32 = xp.float32
         n = self.layout.size
         self.flat_params, self.flat_grads = xp.zeros(n, dtype=f32), xp.zeros(n, dtype=f32)

@@ -10,6 +10,7 @@ from .base import Backend
 class NumpyBackend(Backend):
     name = "numpy"
     xp = numpy
+    updates_in_place = True
 
     def device_description(self):
         import platform

@@ -212,6 +212,7 @@ def main(argv=None):
                               help="train.py's --metrics-json of this model: its test accuracy goes on the card")
     push_command.add_argument("--private", action="store_true", help="create the repo private")
     args = parser.parse_args(argv)
+    parse_uri(args.repo)  # a bad name is refused before any file is read
     model, params = load_model(args.model)
     metrics = {}
     if args.metrics_json:

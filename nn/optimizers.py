@@ -8,8 +8,15 @@ traced inside ``jax.jit``. ``lr`` is an argument, not a field, so a schedule
 changes it every step without recompiling anything. Weight decay is
 decoupled (Loshchilov & Hutter): ``w -= lr * weight_decay * w``, applied to
 weights and never to biases.
+
+``update_in_place(params, grads, state, lr, scratch)`` is the same update for
+array modules with ``out=`` (NumPy, CuPy): the same operations in the same
+order, so the same bits, written into the parameter and state arrays with
+two scratch buffers per parameter (``scratch``, a dict the first call fills)
+instead of a dozen new arrays per parameter and step.
 """
 
+import math
 from dataclasses import dataclass
 
 from backends import XpnetError, array_module
@@ -20,6 +27,24 @@ from .tree import tree_map
 def _decay(name, param, weight_decay):
     """The decoupled weight-decay term for one parameter (0 for biases)."""
     return weight_decay * param if (weight_decay and name == "w") else 0.0
+
+
+def _scratch(xp, params, scratch):
+    """Two buffers shaped like each parameter, made on the first call and kept in ``scratch``."""
+    if "buffers" not in scratch:
+        scratch["buffers"] = [{k: (xp.empty_like(p[k]), xp.empty_like(p[k])) for k in p} for p in params]
+    return scratch["buffers"]
+
+
+def _step_in_place(xp, param, direction, lr, decay, first):
+    """``param -= lr * (direction + decay * param)`` (decay 0 for biases), as ``update`` computes it."""
+    if decay:
+        xp.multiply(param, decay, out=first)
+        first += direction
+    else:
+        xp.copyto(first, direction)
+    first *= lr
+    param -= first
 
 
 def _check(name, value, low, high=None):
@@ -38,6 +63,12 @@ class SGD:
     momentum: float = 0.0
     nesterov: bool = False
     weight_decay: float = 0.0
+
+    @property
+    def kind(self):
+        """What a backend reads to pick a fused kernel for this update: None for a subclass, whose
+        update may be another."""
+        return "sgd" if type(self) is SGD else None
 
     def __post_init__(self):
         _check("--momentum", self.momentum, 0.0, 1.0)
@@ -66,6 +97,25 @@ class SGD:
         ]
         return new_params, state
 
+    def update_in_place(self, params, grads, state, lr, scratch):
+        xp = array_module(params[0]["w"])
+        buffers = _scratch(xp, params, scratch)
+        for l, (p, g, b) in enumerate(zip(params, grads, buffers)):
+            for k in p:
+                first, second = b[k]
+                direction = g[k]
+                if self.momentum:
+                    velocity = state["velocity"][l][k]
+                    velocity *= self.momentum
+                    velocity += g[k]
+                    direction = velocity
+                    if self.nesterov:
+                        xp.multiply(velocity, self.momentum, out=second)
+                        second += g[k]
+                        direction = second
+                _step_in_place(xp, p[k], direction, lr, self.weight_decay if k == "w" else 0.0, first)
+        return params, state
+
 
 @dataclass(frozen=True)
 class Adam:
@@ -77,6 +127,11 @@ class Adam:
     beta2: float = 0.999
     eps: float = 1e-8
     weight_decay: float = 0.0
+
+    @property
+    def kind(self):
+        """As ``SGD.kind``."""
+        return "adam" if type(self) is Adam else None
 
     def __post_init__(self):
         _check("beta1", self.beta1, 0.0, 1.0)
@@ -94,14 +149,24 @@ class Adam:
             "v": tree_map(xp.zeros_like, params),
         }
 
+    def bias_scales(self, t, dtype):
+        """(1 / (1 - b1^t), 1 / (1 - b2^t)) as 0-d arrays of ``dtype``.
+
+        ``1 - b^t`` computed as it reads loses five digits to cancellation in
+        float32 (b2 = 0.999: 1e-5 relative at t = 1); ``-expm1(t log b)`` keeps
+        them, to float32 or float64 rounding, whichever the parameters use.
+        """
+        t = t.astype(dtype)
+        expm1 = array_module(t).expm1
+        return 1 / -expm1(t * math.log(self.beta1)), 1 / -expm1(t * math.log(self.beta2))
+
     def update(self, params, grads, state, lr):
         b1, b2 = self.beta1, self.beta2
         xp = array_module(state["t"])
         t = state["t"] + 1
         m = tree_map(lambda m, g: b1 * m + (1 - b1) * g, state["m"], grads)
         v = tree_map(lambda v, g: b2 * v + (1 - b2) * (g * g), state["v"], grads)
-        m_scale = 1 / (1 - b1**t)
-        v_scale = 1 / (1 - b2**t)
+        m_scale, v_scale = self.bias_scales(t, params[0]["w"].dtype)
         new_params = [
             {
                 k: p[k]
@@ -115,6 +180,30 @@ class Adam:
             for p, m_l, v_l in zip(params, m, v)
         ]
         return new_params, {"t": t, "m": m, "v": v}
+
+    def update_in_place(self, params, grads, state, lr, scratch):
+        b1, b2 = self.beta1, self.beta2
+        xp = array_module(params[0]["w"])
+        buffers = _scratch(xp, params, scratch)
+        state["t"] += 1
+        m_scale, v_scale = self.bias_scales(state["t"], params[0]["w"].dtype)
+        for p, g, m, v, b in zip(params, grads, state["m"], state["v"], buffers):
+            for k in p:
+                first, second = b[k]
+                m[k] *= b1
+                xp.multiply(g[k], 1 - b1, out=first)
+                m[k] += first
+                v[k] *= b2
+                xp.multiply(g[k], g[k], out=first)
+                first *= 1 - b2
+                v[k] += first
+                xp.multiply(v[k], v_scale, out=first)
+                xp.sqrt(first, out=first)
+                first += self.eps
+                xp.multiply(m[k], m_scale, out=second)
+                xp.divide(second, first, out=second)
+                _step_in_place(xp, p[k], second, lr, self.weight_decay if k == "w" else 0.0, first)
+        return params, state
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}

@@ -201,13 +201,14 @@ def fit(
     eval_step = be.make_eval_step(model)
 
     steps = math.ceil(n / batch_size)
+    # Buffers of the run's own: an in-place update must not write into the caller's arrays.
     if start is None:
-        params = be.tree_asarray(model.init_params(seed) if initial_params is None else initial_params)
+        params = map_arrays(be.owned, model.init_params(seed) if initial_params is None else initial_params)
         state = be.place(optimizer.init(params))
         history, first_epoch, first_step, partial, stopped = [], 0, 0, None, False
     else:
         _check_start(start, seed, steps)
-        params, state = be.tree_asarray(start.params), be.place(map_arrays(be.asarray, start.opt_state))
+        params, state = map_arrays(be.owned, start.params), be.place(map_arrays(be.owned, start.opt_state))
         history, early_stopping = list(start.history), start.early_stopping
         first_epoch, first_step, stopped = start.epoch, start.step, start.stopped
         partial = start.partial and map_arrays(be.asarray, start.partial)

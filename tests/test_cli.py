@@ -249,6 +249,10 @@ def test_the_same_file_through_a_relative_path_is_a_clash(tmp_path, tiny_mnist):
     (["-m", "benchmarks.gui_frames", "--frames", "0"], ["--frames"]),
     (["-m", "benchmarks.jax_parts", "--n", "-5"], ["--n"]),
     (["-m", "benchmarks.drawn_digits", "model.npz", "--n", "0"], ["--n"]),
+    (["-m", "benchmarks.step_split", "--repeats", "0"], ["--repeats"]),
+    (["-m", "benchmarks.augment_cost", "--json", "docs"], ["--json", "folder"]),
+    (["predict.py", "model.npz", "x.png", "--json", "docs"], ["--json", "folder"]),
+    (["-m", "nn.hub", "push", "model.npz", "not-a-repo"], ["hf://owner/name"]),
 ])
 def test_other_front_doors_refuse_bad_outputs_and_ranges_in_one_line(command, needles):
     before = _snapshot(ROOT / "docs")

@@ -161,3 +161,47 @@ def test_plain_sgd_keeps_no_state():
 def test_invalid_hyperparameters_raise(make):
     with pytest.raises(XpnetError):
         make()
+
+
+def _in_place_run(xp, opt, dtype, steps=4):
+    """(functional result, in-place result) of ``steps`` updates from the same start, as host arrays."""
+    to = lambda tree: [{k: xp.asarray(a.astype(dtype)) for k, a in layer.items()} for layer in tree]  # noqa: E731
+    grads_seq = [to(_tree(20 + i)) for i in range(steps)]
+    functional = to(PARAMS)
+    state = opt.init(functional)
+    in_place = to(PARAMS)
+    in_place_state = opt.init(in_place)
+    scratch = {}
+    for i, grads in enumerate(grads_seq):
+        lr = 0.05 / (i + 1)
+        functional, state = opt.update(functional, grads, state, lr)
+        same, same_state = opt.update_in_place(in_place, grads, in_place_state, lr, scratch)
+        assert same is in_place and same_state is in_place_state  # written where they were
+    return functional, in_place
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("be", backend_params("numpy", "cupy-on-numpy", "cupy"), indirect=True)
+def test_the_in_place_update_gives_the_functional_updates_bits(be, case, dtype):
+    opt, _ = CASES[case]
+    functional, in_place = _in_place_run(be.xp, opt, dtype)
+    for f, i in zip(functional, in_place):
+        for k in f:
+            assert be.to_host(i[k]).dtype == dtype
+            np.testing.assert_array_equal(be.to_host(i[k]), be.to_host(f[k]))
+
+
+def test_adams_bias_correction_is_exact_in_float64():
+    """One step of every t up to 2000 against 1 / (1 - b^t) in exact rational arithmetic (Python's
+    fractions), where the old float32 ``1 - b2**t`` was 1e-5 off at t = 1."""
+    from fractions import Fraction
+
+    opt = Adam(beta1=0.9, beta2=0.999)
+    for t in (1, 2, 3, 10, 100, 2000):
+        m_scale, v_scale = opt.bias_scales(np.array(t, np.float32), np.float64)
+        for scale, beta in ((m_scale, opt.beta1), (v_scale, opt.beta2)):
+            exact = 1 / (1 - Fraction(beta) ** t)
+            assert abs(Fraction(float(scale)) / exact - 1) < 1e-14
+        m32, v32 = opt.bias_scales(np.array(t, np.float32), np.float32)
+        assert abs(float(v32) / float(1 / (1 - Fraction(0.999) ** t)) - 1) < 3e-7  # float32 rounding, not 1e-5

@@ -202,3 +202,25 @@ def test_mse_trains(output):
     if output == "softmax":
         expected = ref_activation("softmax", expected)
     np.testing.assert_allclose(probs, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_what_training_hands_out_stays_put_while_it_goes_on(be):
+    """Eager backends update in place: the caller's start, each epoch's checkpoint, the best epoch's
+    weights and the result are each buffers of their own, unchanged by the steps that follow."""
+    start = MODEL.init_params(5)
+    start_copy = [{k: a.copy() for k, a in layer.items()} for layer in start]
+    saved = []  # (the TrainState fit handed out, a copy of its params made at once)
+
+    def keep(state):
+        saved.append((state, [{k: np.array(a) for k, a in layer.items()} for layer in state.params]))
+
+    stopping = EarlyStopping(patience=10, restore_best=True)
+    params, history = fit(be, MODEL, Adam(), SCHEDULE, X_TR, Y_TR, X_VAL, Y_VAL, epochs=EPOCHS, batch_size=BATCH,
+                          seed=0, initial_params=start, on_checkpoint=keep, early_stopping=stopping)
+    assert_trees_close(start, start_copy, rtol=0, atol=0)
+    assert len(saved) == EPOCHS
+    for state, copy in saved:
+        assert_trees_close(state.params, copy, rtol=0, atol=0)
+    assert not np.array_equal(saved[0][1][0]["w"], saved[-1][1][0]["w"])  # and training did move them
+    best = saved[stopping.best_epoch - 1][1]
+    assert_trees_close(be.tree_to_host(params), best, rtol=0, atol=0)  # the best epoch's weights come back

@@ -62,14 +62,16 @@ extern "C" __global__ void sgd_update_f32(
 // m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  t = t_old + 1
 // w -= lr * ( m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps) + wd w )
 // adam_t holds t_old; loss_finalize_f32 advances it after this launch.
+// 1 - b^t as -expm1(t log b), log b rounded once on the host (nn.optimizers.Adam.bias_scales):
+// written as it reads, it loses five digits to cancellation in float32.
 extern "C" __global__ void adam_update_f32(
     float* params, float* m, float* v, float* penalty_partials, const float* grads, const float* adam_t,
     const float* step_f32, int n, int n_weights, float beta1, float one_minus_beta1, float beta2,
-    float one_minus_beta2, float eps, float weight_decay, float l1, float l2) {
+    float one_minus_beta2, float log_beta1, float log_beta2, float eps, float weight_decay, float l1, float l2) {
     const float lr = step_f32[XPNET_LR];
     const float t = adam_t[0] + 1.0f;
-    const float m_scale = 1.0f / (1.0f - powf(beta1, t));
-    const float v_scale = 1.0f / (1.0f - powf(beta2, t));
+    const float m_scale = 1.0f / -expm1f(t * log_beta1);
+    const float v_scale = 1.0f / -expm1f(t * log_beta2);
     float abs_sum = 0.0f, square_sum = 0.0f;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
         const float w = params[i];

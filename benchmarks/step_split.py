@@ -1,0 +1,81 @@
+"""Where a NumPy training step's time goes: ``uv run python -m benchmarks.step_split``.
+
+One step of 784-128-64-10 and of 784-4096-2048-10 (batch 128, Adam with
+weight decay, as train.py trains) split in two: the forward and hand-written
+backward (``MLP.loss_and_grads``), and the optimizer update, the functional
+one (``Adam.update``, a dozen new arrays per parameter) beside the in-place
+one the NumPy backend runs (``Adam.update_in_place``). Median of
+``--repeats`` steps after a warm-up, all in one run.
+"""
+
+import statistics
+import sys
+import time
+
+import numpy as np
+
+MODELS = ((784, 128, 64, 10), (784, 4096, 2048, 10))
+
+
+def _median_ms(fn, repeats):
+    fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return 1e3 * statistics.median(times)
+
+
+def split(sizes, batch, repeats):
+    import nn
+
+    model = nn.MLP(sizes=sizes)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, sizes[0]), dtype=np.float32)
+    y = rng.integers(0, sizes[-1], batch).astype(np.int32)
+    params = model.init_params(0)
+    optimizer = nn.Adam(weight_decay=0.1)
+    _, grads, _ = model.loss_and_grads(params, x, y)
+    state, scratch = optimizer.init(params), {}
+    functional_state = optimizer.init(params)
+    return {
+        "model": "-".join(map(str, sizes)),
+        "forward_backward_ms": _median_ms(lambda: model.loss_and_grads(params, x, y), repeats),
+        "update_functional_ms": _median_ms(lambda: optimizer.update(params, grads, functional_state, 1e-3), repeats),
+        "update_in_place_ms": _median_ms(lambda: optimizer.update_in_place(params, grads, state, 1e-9, scratch),
+                                         repeats),
+    }
+
+
+def main(argv=None):
+    from cli.flags import Parser, positive_int
+
+    p = Parser(prog="python -m benchmarks.step_split", description=__doc__.splitlines()[0].split(": ", 1)[0].strip("."))
+    p.add_argument("--batch", type=positive_int, default=128, help="rows per step")
+    p.add_argument("--repeats", type=positive_int, default=30, help="timed steps per part")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
+    args = p.parse_args(argv)
+    from cli.paths import check_writable_file
+    from nn.files import atomic_write_json
+
+    if args.json:
+        check_writable_file("--json", args.json)
+    rows = []
+    print("| model | forward + backward | Adam, functional | Adam, in place | in-place share of the step |")
+    print("| --- | --- | --- | --- | --- |")
+    for sizes in MODELS:
+        r = split(sizes, args.batch, max(3, args.repeats // (10 if sizes[1] > 1000 else 1)))
+        r["in_place_share"] = r["update_in_place_ms"] / (r["forward_backward_ms"] + r["update_in_place_ms"])
+        rows.append(r)
+        print(f"| {r['model']} | {r['forward_backward_ms']:.2f} ms | {r['update_functional_ms']:.2f} ms | "
+              f"{r['update_in_place_ms']:.2f} ms | {r['in_place_share']:.0%} |", flush=True)
+    if args.json:
+        atomic_write_json(args.json, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    from backends.errors import run_front_door
+
+    sys.exit(run_front_door(main, None, "python -m benchmarks.step_split"))
