@@ -19,6 +19,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from cli.console import describe_run_header, epoch_line, version
 from cli.flags import (
     DefaultsFormatter,
     Parser,
@@ -65,7 +66,7 @@ def build_parser():
                     "99.0% test accuracy and read drawn digits.",
         formatter_class=DefaultsFormatter,
     )
-    p.add_argument("--version", action="version", version=f"xpnet {_version()}")
+    p.add_argument("--version", action="version", version=f"xpnet {version()}")
     run = p.add_argument_group("backend and data")
     run.add_argument("--backend", default=None, metavar="NAME",
                      help="numpy, jax, cupy or auto (default: $XPNET_BACKEND, else auto: cupy if a GPU works, else jax, else numpy)")
@@ -292,56 +293,6 @@ def _progress_bar(enabled):
     return lambda iterable, desc: tqdm(iterable, desc=desc, leave=False, unit="batch", dynamic_ncols=True)
 
 
-def _version():
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("xpnet")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        import tomllib
-
-        return tomllib.loads(Path(__file__).with_name("pyproject.toml").read_text())["project"]["version"]
-
-
-def _describe(model, optimizer, args, be, grad, epoch_mode):
-    """The run's header: where it runs, then the model with its parameter count and regularisation."""
-    layers = "-".join(str(n) for n in model.sizes)
-    acts = ",".join(sorted(set(model.activations)))
-    weights = sum(a * b + b for a, b in zip(model.sizes, model.sizes[1:]))
-    regularisation = [f"dropout {model.dropout:g}"] if model.dropout else []
-    regularisation += [f"{model.reg} {model.reg_lambda:g}"] if model.reg != "none" else []
-    regularisation += [f"weight decay {optimizer.weight_decay:g}"] if optimizer.weight_decay else []
-    return (
-        f"xpnet {_version()} | backend {be.name} ({be.device_description()}), grad {grad}, epoch {epoch_mode}\n"
-        f"model: MLP {layers} {acts}, {model.output} output, {model.loss} loss, {weights:,} parameters, "
-        f"{model.init} init; {', '.join(regularisation) or 'no regularisation'}\n"
-        f"training: {args.optimizer} lr {args.lr:g} {args.schedule}, batch {args.batch_size}, {args.epochs} epoch{'s' if args.epochs != 1 else ''}, "
-        f"seed {args.seed}"
-    )
-
-
-def _epoch_line(record, epochs, seconds):
-    """The epoch's line; ``seconds``: every epoch's time so far, for the time left (the first one compiles)."""
-    left = epochs - record["epoch"]
-    steady = sorted(seconds[1:] or seconds)
-    eta = f"  {_clock(left * steady[len(steady) // 2])} left" if left > 0 else ""
-    val = (
-        f"  val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.2%}"
-        if not math.isnan(record["val_loss"])
-        else ""
-    )
-    return (
-        f"epoch {record['epoch']:>{len(str(epochs))}}/{epochs}  "
-        f"train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.2%}{val}  "
-        f"lr {record['lr']:.2e}  {record['seconds']:.2f} s{eta}"
-    )
-
-
-def _clock(seconds):
-    minutes, seconds = divmod(round(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}" if minutes >= 60 else f"{minutes}:{seconds:02d}"
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
     import numpy as np
@@ -363,7 +314,7 @@ def main(argv=None):
     initial = _initial_params(args.init_from, model) if args.init_from and checkpoint is None else None
     extra = load_samples(args.extra_data) if args.extra_data else None  # a bad folder fails before MNIST loads
     epoch_mode = be.check_epoch_mode(args.epoch_mode)
-    print(_describe(model, optimizer, args, be, grad, epoch_mode), flush=True)
+    print(describe_run_header(model, optimizer, args, be, grad, epoch_mode), flush=True)
     print(augment.describe(), flush=True)
     data = load_mnist(args.data)
     x_train, y_train, x_val, y_val = nn.split_validation(data.x_train, data.y_train, args.val_size)
@@ -396,7 +347,7 @@ def main(argv=None):
 
     def print_epoch(record):
         epoch_seconds.append(record["seconds"])
-        print(_epoch_line(record, args.epochs, epoch_seconds), flush=True)
+        print(epoch_line(record, args.epochs, epoch_seconds), flush=True)
 
     started = time.perf_counter()
     try:
