@@ -19,7 +19,7 @@ CUPY_NAMES = frozenset({
     "ndarray", "cuda", "RawModule", "sum", "argmax", "maximum", "exp", "log", "where", "abs", "sqrt",
     "sign", "tanh", "mean", "max", "argsort", "__version__",
     # nn.optimizers' update_in_place (the fallback step) and Backend.owned
-    "array", "empty_like", "multiply", "divide", "copyto", "expm1",
+    "array", "empty_like", "multiply", "divide", "copyto", "expm1", "less", "finfo",
 })
 
 
