@@ -111,3 +111,45 @@ def test_each_file_compiles_with_nvcc_without_spills(name, arch, tmp_path):
     assert set(report) == set(kernel_names(read_source(name))), report
     spilled = {kernel: spills for kernel, spills in report.items() if spills != (0, 0)}
     assert not spilled, f"register spills (store, load bytes) for {arch}: {spilled}"
+
+
+# PTX instructions on doubles: a literal without its f suffix (0.01 for 0.01f) or a double
+# function (exp for expf) promotes a float expression to double precision, which costs a
+# consumer GPU 32-64x and changes no number a test compares. Where a kernel does it on
+# purpose, the number of such instructions is listed here with the reason: one more fails.
+F64_ALLOWED = {
+    "losses.cu": (6, "mse_f32's 2 / (N K), rounded once from double as NumPy rounds a Python float"),
+    "augment.cu": (6, "cosf/sinf's slow argument reduction (|x| > 105615), never taken for angles up to 90 degrees"),
+}
+_F64 = re.compile(r"\.f64\b")
+
+
+def f64_instructions(ptx):
+    """The instructions of a PTX listing that compute or convert in double precision."""
+    code = (line.split("//", 1)[0].strip() for line in ptx.splitlines())
+    return [line for line in code if _F64.search(line) and not line.startswith(".reg")]
+
+
+def _ptx(nvcc, source_path, include, tmp_path):
+    out = tmp_path / "out.ptx"
+    result = subprocess.run([nvcc, "-ptx", "-arch=sm_90", "-ftz=true", f"-I{include}", "-o", str(out),
+                             str(source_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return out.read_text()
+
+
+@pytest.mark.parametrize("name", KERNEL_FILES)
+def test_no_kernel_computes_in_double_precision_unless_listed(name, tmp_path):
+    found = f64_instructions(_ptx(nvcc_path(), KERNEL_DIR / name, KERNEL_DIR, tmp_path))
+    allowed, reason = F64_ALLOWED.get(name, (0, ""))
+    assert len(found) == allowed, f"{name}: {len(found)} double-precision instructions, {allowed} expected: {found}"
+
+
+def test_the_double_precision_lint_sees_a_literal_without_its_suffix(tmp_path):
+    shutil.copytree(KERNEL_DIR, tmp_path / "cuda")
+    header = tmp_path / "cuda" / HEADER
+    text = header.read_text()
+    assert "#define XPNET_LEAKY_SLOPE 0.01f" in text
+    header.write_text(text.replace("#define XPNET_LEAKY_SLOPE 0.01f", "#define XPNET_LEAKY_SLOPE 0.01"))
+    found = f64_instructions(_ptx(nvcc_path(), tmp_path / "cuda" / "activations.cu", tmp_path / "cuda", tmp_path))
+    assert any("mul" in line and ".f64" in line for line in found), found

@@ -141,6 +141,23 @@ def _asan_environment():
     return {**os.environ, "LD_PRELOAD": runtime, "ASAN_OPTIONS": "detect_leaks=0", "XPNET_CUDA_ON_CPU_ASAN": "1"}
 
 
+def sanitizer_report(stderr, lines=40):
+    """The first ``lines`` lines of an AddressSanitizer report in ``stderr``, or "" when there is none."""
+    start = stderr.find("ERROR: AddressSanitizer")
+    if start < 0:
+        return ""
+    start = stderr.rfind("\n", 0, start) + 1
+    return "\n".join(stderr[start:].splitlines()[:lines])
+
+
+def test_sanitizer_report_is_the_reports_first_lines():
+    stderr = "collected 3 items\n==12==ERROR: AddressSanitizer: heap-buffer-overflow\n" + "".join(
+        f"    #{i} frame\n" for i in range(60))
+    report = sanitizer_report(stderr)
+    assert report.startswith("==12==ERROR: AddressSanitizer: heap-buffer-overflow") and len(report.splitlines()) == 40
+    assert sanitizer_report("all fine\n") == ""
+
+
 def test_kernels_under_address_sanitizer():
     import subprocess
     import sys
@@ -153,8 +170,9 @@ def test_kernels_under_address_sanitizer():
          "-k", "not broken and not sanitizer"],
         capture_output=True, text=True, env=env, cwd=here.parent.parent, timeout=600,
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert " passed" in result.stdout and "AddressSanitizer" not in result.stderr
+    assert result.returncode == 0 and "AddressSanitizer" not in result.stderr, (
+        sanitizer_report(result.stderr) or result.stdout[-3000:] + result.stderr[-3000:])
+    assert " passed" in result.stdout
 
 
 def test_broken_out_of_bounds_write_is_fatal_under_address_sanitizer():
