@@ -267,3 +267,33 @@ def test_python_m_backends_says_what_it_finds():
         line = next(line for line in lines if line.split()[:1] == [name])
         assert ("available" if reason is None else reason) in line
     assert "CUDA:" in result.stdout
+
+
+def test_one_step_object_through_new_data_and_a_larger_batch_equals_the_numpy_backend():
+    """The captured plan is rebuilt when the data object changes or a batch outgrows it: replaying the old
+    graph would read the old data. Data x1, then x2, then larger batches, against the NumPy backend."""
+    kwargs, optimizer = CONFIGS["linear,relu-ce-adamw-l1-dropout"]
+    model = nn.MLP(sizes=(13, 17, 9, 5), **kwargs)
+    x1, y1 = blobs(n=50, features=13, classes=5, seed=1)
+    x2, y2 = blobs(n=50, features=13, classes=5, seed=2)
+    schedule = [(x1, y1, 16)] * 3 + [(x2, y2, 16)] * 3 + [(x2, y2, 24)] * 3  # 3 steps each: warm-up, capture, replay
+    results = {}
+    for name, be in (("numpy", get_backend("numpy")), ("cupy", emulated_backend())):
+        step = be.make_train_step(model, optimizer, seed=4)
+        params = be.tree_asarray(model.init_params(4))
+        state = be.place(optimizer.init(params))
+        data = {}
+        losses = []
+        for i, (x, y, batch) in enumerate(schedule):
+            if id(x) not in data:  # one device copy per data set, kept: a new object only when the data change
+                data[id(x)] = (be.asarray(x), be.asarray(y))
+            idx = be.asarray(np.random.default_rng(i).permutation(50)[:batch].astype(np.int32))
+            params, state, loss, _ = step(params, state, *data[id(x)], idx, 0.05, i)
+            losses.append(float(be.to_host(loss)))
+        results[name] = (be.tree_to_host(params), losses, step)
+    (want, want_losses, _), (got, got_losses, fused) = results["numpy"], results["cupy"]
+    assert type(fused).__name__ == "FusedTrainStep" and fused.graph is not None and fused.rows == 24
+    assert got_losses == pytest.approx(want_losses, rel=1e-4)
+    for g, w in zip(got, want):
+        for k in ("w", "b"):
+            np.testing.assert_allclose(g[k], w[k], rtol=2e-4, atol=2e-5, err_msg=k)
