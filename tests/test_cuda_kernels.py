@@ -320,6 +320,28 @@ def test_adam_update(kernels, t, wd, l2):
     check_partials(kernels, partials, p0, n_weights)
 
 
+@pytest.mark.parametrize("update", ["sgd", "adam"])
+def test_an_exactly_zero_weight_gets_no_l1_push(kernels, update):
+    """L1's subgradient at w = 0 is sign(0) = 0 (as nn.regularizers and np.sign): a kernel that tests
+    ``w >= 0`` instead would push every zero weight, which random weights never show."""
+    params = np.array([0.0, -0.0, 0.0, 0.5, -0.5, 0.0], np.float32)
+    grads = np.array([0.0, 0.0, 1e-3, 0.0, 0.0, -1e-3], np.float32)
+    n_weights, l1, lr = 6, 0.1, 0.01
+    partials = np.full(2 * kernels.update_blocks(params.size, 64), np.nan, np.float32)
+    got = params.copy()
+    if update == "sgd":
+        kernels.sgd_update(got, np.zeros_like(got), partials, grads, np.array([lr], np.float32), n_weights,
+                           l1=l1, block=64)()
+        want = np.float64(params) - lr * (np.float64(grads) + l1 * np.sign(np.float64(params)))
+    else:
+        kernels.adam_update(got, np.zeros_like(got), np.zeros_like(got), partials, grads, np.array([0.0], np.float32),
+                            np.array([lr], np.float32), n_weights, l1=l1, block=64)()
+        g = np.float64(grads) + l1 * np.sign(np.float64(params))
+        want = np.float64(params) - lr * g / (np.abs(g) + 1e-8)  # the first step: m_hat = g, v_hat = g^2
+    assert got[0] == 0 and got[1] == 0  # no gradient, no push: the zero weights stay where they are
+    close(got, want, scale=np.abs(want) + 1e-9)
+
+
 # -- sgemm.cu ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("form", ["nn", "nt", "tn"])
 @pytest.mark.parametrize("m, n, k", [(1, 1, 1), (67, 45, 33), (64, 64, 16), (130, 3, 70), (5, 9, 0), (1, 130, 17)])
