@@ -12,8 +12,10 @@ weights and never to biases.
 ``update_in_place(params, grads, state, lr, scratch)`` is the same update for
 array modules with ``out=`` (NumPy, CuPy): the same operations in the same
 order, so the same bits, written into the parameter and state arrays with
-two scratch buffers per parameter (``scratch``, a dict the first call fills)
-instead of a dozen new arrays per parameter and step.
+three scratch buffers per parameter (two float, one boolean; ``scratch``, a
+dict the first call fills) instead of a dozen new arrays per parameter and
+step. Both set moments that fall below float32's (or float64's) smallest
+normal number to 0: ``_flushed`` says why.
 """
 
 import math
