@@ -8,7 +8,6 @@ would be fairer still; here they follow each other within seconds.
 """
 
 import statistics
-import sys
 
 
 MODELS = ("256,128", "800")  # the default model (train.py's --hidden) and Simard's
@@ -29,21 +28,17 @@ def epoch_seconds(backend, hidden, augment, epochs, data):
 
 
 def main(argv=None):
+    from benchmarks.script import add_data_flag, check_json, script_parser, write_json
+    from cli.flags import positive_int
 
-    from cli.flags import Parser, positive_int
-
-    p = Parser(prog="python -m benchmarks.augment_cost", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    p = script_parser("python -m benchmarks.augment_cost", __doc__)
     p.add_argument("--backends", default="numpy,jax", metavar="NAMES", help="comma-separated backends")
     p.add_argument("--epochs", type=positive_int, default=3, help="epochs per run; the first is not counted")
-    p.add_argument("--data", default=None, metavar="PATH", help="MNIST (default: $MNIST_DATA, else the cache)")
-    p.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
+    add_data_flag(p)
     args = p.parse_args(argv)
-    from cli.paths import check_writable_file
     from nn.data import load_mnist
-    from nn.files import atomic_write_json
 
-    if args.json:
-        check_writable_file("--json", args.json)
+    check_json(args)
     data = load_mnist(args.data)
     rows = []
     print("| backend | model | plain epoch | augmented epoch (elastic) | ratio |")
@@ -56,12 +51,11 @@ def main(argv=None):
                          "augmented_s": augmented, "ratio": augmented / plain})
             r = rows[-1]
             print(f"| {backend} | {r['model']} | {plain:.2f} s | {augmented:.2f} s | {r['ratio']:.2f}x |", flush=True)
-    if args.json:
-        atomic_write_json(args.json, rows)
+    write_json(args, rows)
     return 0
 
 
 if __name__ == "__main__":
-    from backends.errors import run_front_door
+    from benchmarks.script import run
 
-    sys.exit(run_front_door(main, None, "python -m benchmarks.augment_cost"))
+    run(main, "python -m benchmarks.augment_cost")

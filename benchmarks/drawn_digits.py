@@ -14,7 +14,6 @@ train.py holds out for validation instead: choose settings on that one, and
 report the test one.
 """
 
-import sys
 
 import numpy as np
 
@@ -23,12 +22,15 @@ CANVAS = 392  # gui.py's canvas side (drawing.layout)
 # size from 40% of the canvas to nearly all of it, the brush 0.7-1.3 times
 # gui.py's width. After preprocessing, strokes are 1.3-5.4 px wide in a
 # 20 px digit (MNIST's own median: 2.5 px).
-ROTATE_DEG, SHEAR, ASPECT, SIZE, BRUSH = 20.0, 0.3, 0.15, (0.4, 0.9), (0.7, 1.3)
+# (rotation deg, shear, aspect change, size range, brush range), each either way.
+HAND = (20.0, 0.3, 0.15, (0.4, 0.9), (0.7, 1.3))
+# --undistorted: no slant, two thirds of the canvas, the brush's own width: what the redrawing alone costs.
+STEADY_HAND = (0.0, 0.0, 0.0, (2 / 3, 2 / 3), (1.0, 1.0))
 # Thinned at 28 px, the binarised digit loses its shape where MNIST's pen
 # left holes or gaps of a pixel or less: thick 2s, 6s and 8s lose their loops,
 # open 4s close into 9s. On a 3x finer grid (linear interpolation, then the
-# 0.5 threshold) the centre line keeps them: a 15-epoch model read 97.15% of
-# undistorted redrawings thinned at 28 px, 97.85% thinned at 84 px.
+# 0.5 threshold) the centre line keeps them (README, Drawn digits:
+# --undistorted with --thin-factor 1 against 3).
 THIN_FACTOR = 3
 VALIDATION_SIZE = 5000  # train.py's --val-size default: these digits are never trained on
 
@@ -76,21 +78,22 @@ def thin(images):
     return skeleton
 
 
-def draw_skeleton(skeleton, rng, side=CANVAS):
+def draw_skeleton(skeleton, rng, side=CANVAS, hand=HAND):
     """One thinned 28x28 digit laid on a blank canvas as brush strokes, slanted, sized and placed at random."""
     from drawing.brush import brush_radius, segment_coverage
 
     rows, cols = np.nonzero(skeleton)
     points = np.stack([cols, rows], axis=1).astype(np.float64)
     points -= points.mean(axis=0)
-    theta = np.deg2rad(rng.uniform(-ROTATE_DEG, ROTATE_DEG))
+    rotate_deg, shear_k, aspect_change, size, brush = hand
+    theta = np.deg2rad(rng.uniform(-rotate_deg, rotate_deg))
     rotate = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
-    shear = np.array([[1.0, rng.uniform(-SHEAR, SHEAR)], [0.0, 1.0]])
-    aspect = np.diag([1 + rng.uniform(-ASPECT, ASPECT), 1 + rng.uniform(-ASPECT, ASPECT)])
+    shear = np.array([[1.0, rng.uniform(-shear_k, shear_k)], [0.0, 1.0]])
+    aspect = np.diag([1 + rng.uniform(-aspect_change, aspect_change), 1 + rng.uniform(-aspect_change, aspect_change)])
     warped = points @ (rotate @ shear @ aspect).T
-    radius = brush_radius(side) * rng.uniform(*BRUSH)
+    radius = brush_radius(side) * rng.uniform(*brush)
     extent = np.ptp(warped, axis=0).max() + 1
-    warped *= (rng.uniform(*SIZE) * side - 2 * radius) / extent
+    warped *= (rng.uniform(*size) * side - 2 * radius) / extent
     low, high = warped.min(axis=0) - radius - 1, warped.max(axis=0) + radius + 1
     offset = np.array([rng.uniform(-low[k], side - high[k]) if side - high[k] > -low[k] else side / 2
                        for k in range(2)])
@@ -107,15 +110,15 @@ def draw_skeleton(skeleton, rng, side=CANVAS):
     return canvas
 
 
-def make_drawn_set(x_digits, y_digits, n=5000, seed=0):
+def make_drawn_set(x_digits, y_digits, n=5000, seed=0, thin_factor=THIN_FACTOR, hand=HAND):
     """(x float32 (n, 784) after gui.py's preprocessing, y int32 (n,)): test digits drawn anew."""
     from nn.preprocess import to_mnist
 
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(y_digits), size=min(n, len(y_digits)), replace=False))
-    finer = linear_upsampling(28, THIN_FACTOR)
+    finer = linear_upsampling(28, thin_factor)
     skeletons = thin(finer @ x_digits[chosen].reshape(-1, 28, 28) @ finer.T >= 0.5)
-    drawn = np.stack([to_mnist(draw_skeleton(s, rng)).ravel() for s in skeletons])
+    drawn = np.stack([to_mnist(draw_skeleton(s, rng, hand=hand)).ravel() for s in skeletons])
     return drawn.astype(np.float32), y_digits[chosen].astype(np.int32)
 
 
@@ -131,24 +134,25 @@ def accuracy(model_path, x, y):
 
 def main(argv=None):
 
-    from cli.flags import Parser, positive_int, seed_value
+    from benchmarks.script import add_data_flag, check_json, script_parser, write_json
+    from cli.flags import positive_int, seed_value
 
-    p = Parser(prog="python -m benchmarks.drawn_digits", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    p = script_parser("python -m benchmarks.drawn_digits", __doc__)
     p.add_argument("models", nargs="+", metavar="MODEL", help="model files to measure")
     p.add_argument("--n", type=positive_int, default=5000, help="how many drawn digits (at most 10,000; 5,000 from validation)")
     p.add_argument("--digits", choices=("test", "validation"), default="test",
                    help="draw MNIST's test digits, or the training digits train.py holds out for validation (to choose settings on)")
     p.add_argument("--seed", type=seed_value, default=0, help="the set's seed: the same seed, the same drawings")
-    p.add_argument("--data", default=None, metavar="PATH", help="MNIST (default: $MNIST_DATA, else the cache)")
-    p.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
+    p.add_argument("--thin-factor", type=positive_int, default=THIN_FACTOR,
+                   help="thin the digits on a grid this many times finer than MNIST's")
+    p.add_argument("--undistorted", action="store_true",
+                   help="no rotation, shear or stretch, two thirds of the canvas, the brush's own width")
+    add_data_flag(p)
     args = p.parse_args(argv)
-    from cli.paths import check_writable_file
     from nn.data import load_mnist
-    from nn.files import atomic_write_json
     from nn.serialize import load_model
 
-    if args.json:
-        check_writable_file("--json", args.json)
+    check_json(args)
     for path in args.models:
         load_model(path)  # a bad file fails before the set is drawn
     data = load_mnist(args.data)
@@ -156,21 +160,21 @@ def main(argv=None):
         x_source, y_source = data.x_test, data.y_test
     else:
         x_source, y_source = data.x_train[-VALIDATION_SIZE:], data.y_train[-VALIDATION_SIZE:]
-    x, y = make_drawn_set(x_source, y_source, args.n, args.seed)
+    x, y = make_drawn_set(x_source, y_source, args.n, args.seed, args.thin_factor,
+                          STEADY_HAND if args.undistorted else HAND)
     rows = []
     for path in args.models:
         mnist, drawn = accuracy(path, x_source, y_source), accuracy(path, x, y)
         rows.append({"model": str(path), f"mnist_{args.digits}_accuracy": mnist, "drawn_accuracy": drawn,
                      "gap_points": 100 * (mnist - drawn), "digits": args.digits, "n_drawn": len(y), "seed": args.seed,
-                     "thin_factor": THIN_FACTOR})
+                     "thin_factor": args.thin_factor, "undistorted": args.undistorted})
         print(f"{path}: MNIST {args.digits} {mnist:.2%}, drawn {drawn:.2%} ({len(y):,} digits), "
               f"gap {100 * (mnist - drawn):.2f} points", flush=True)
-    if args.json:
-        atomic_write_json(args.json, rows)
+    write_json(args, rows)
     return 0
 
 
 if __name__ == "__main__":
-    from backends.errors import run_front_door
+    from benchmarks.script import run
 
-    sys.exit(run_front_door(main, None, "python -m benchmarks.drawn_digits"))
+    run(main, "python -m benchmarks.drawn_digits")

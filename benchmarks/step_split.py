@@ -9,8 +9,6 @@ one the NumPy backend runs (``Adam.update_in_place``). Median of
 """
 
 import statistics
-import sys
-import time
 
 import numpy as np
 
@@ -18,13 +16,9 @@ MODELS = ((784, 128, 64, 10), (784, 4096, 2048, 10))
 
 
 def _median_ms(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return 1e3 * statistics.median(times)
+    from benchmarks.probe import time_calls
+
+    return 1e3 * statistics.median(time_calls(fn, repeats, warmup=1))
 
 
 def split(sizes, batch, repeats):
@@ -49,18 +43,14 @@ def split(sizes, batch, repeats):
 
 
 def main(argv=None):
-    from cli.flags import Parser, positive_int
+    from benchmarks.script import check_json, script_parser, write_json
+    from cli.flags import positive_int
 
-    p = Parser(prog="python -m benchmarks.step_split", description=__doc__.splitlines()[0].split(": ", 1)[0].strip("."))
+    p = script_parser("python -m benchmarks.step_split", __doc__)
     p.add_argument("--batch", type=positive_int, default=128, help="rows per step")
     p.add_argument("--repeats", type=positive_int, default=30, help="timed steps per part")
-    p.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
     args = p.parse_args(argv)
-    from cli.paths import check_writable_file
-    from nn.files import atomic_write_json
-
-    if args.json:
-        check_writable_file("--json", args.json)
+    check_json(args)
     rows = []
     print("| model | forward + backward | Adam, functional | Adam, in place | in-place share of the step |")
     print("| --- | --- | --- | --- | --- |")
@@ -70,12 +60,11 @@ def main(argv=None):
         rows.append(r)
         print(f"| {r['model']} | {r['forward_backward_ms']:.2f} ms | {r['update_functional_ms']:.2f} ms | "
               f"{r['update_in_place_ms']:.2f} ms | {r['in_place_share']:.0%} |", flush=True)
-    if args.json:
-        atomic_write_json(args.json, rows)
+    write_json(args, rows)
     return 0
 
 
 if __name__ == "__main__":
-    from backends.errors import run_front_door
+    from benchmarks.script import run
 
-    sys.exit(run_front_door(main, None, "python -m benchmarks.step_split"))
+    run(main, "python -m benchmarks.step_split")

@@ -50,8 +50,8 @@ def _flushed(xp, moment, now=True):
     The moment of a weight whose gradient is nearly always 0 (a border
     pixel's) decays geometrically after each rare non-zero one and lingers
     among the subnormal numbers, on which x86 CPUs are many times slower:
-    30,000 of them doubled a NumPy epoch of the default model by its fourth
-    epoch. XLA on CPUs and GPU kernels flush them to zero anyway.
+    they doubled a NumPy epoch of the default recipe by its fourth epoch
+    (README, A NumPy step, split). XLA on CPUs flushes them to zero anyway.
     """
     below = xp.abs(moment) < xp.finfo(moment.dtype).tiny
     return xp.where(below & now, xp.zeros((), moment.dtype), moment)
@@ -217,7 +217,10 @@ class Adam:
         buffers = _scratch(xp, params, scratch)
         state["t"] += 1
         m_scale, v_scale = self.bias_scales(state["t"], params[0]["w"].dtype)
-        now = int(state["t"]) % FLUSH_EVERY == 0
+        # The step count on the host too, read from the device once: a read every step would wait
+        # for the device (CuPy) in the middle of the training loop.
+        scratch["t"] = scratch["t"] + 1 if "t" in scratch else int(state["t"])
+        now = scratch["t"] % FLUSH_EVERY == 0
         for p, g, m, v, b in zip(params, grads, state["m"], state["v"], buffers):
             for k in p:
                 first, second, below = b[k]
