@@ -86,6 +86,9 @@ def build_parser():
                           "(JAX only; same result, no progress bar) (default: scan on jax, else step)")
     run.add_argument("--devices", type=positive_int, default=None, metavar="N",
                      help="JAX: split each batch across N devices of this process (default: all of them)")
+    run.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                     help="NumPy: BLAS threads (default: $OPENBLAS_NUM_THREADS, else the cores idle at the start, "
+                          "so a busy machine is not made to spin against itself)")
 
     dist = p.add_argument_group("several machines (JAX, jax.distributed)")
     dist.add_argument("--coordinator", default=None, metavar="HOST:PORT",
@@ -213,6 +216,7 @@ def build_run(args):
         elif args.cuda_graph:
             raise XpnetError(f"--cuda-graph needs --backend cupy (the {be.name} backend has no CUDA graphs)")
     be.use_devices(args.devices)
+    be.use_threads(args.threads)
     be.check_batch_size(args.batch_size)
     grad = be.check_grad_mode(args.grad)
     stopping = nn.EarlyStopping(args.patience, args.min_delta, args.restore_best)
@@ -392,6 +396,7 @@ def main(argv=None):
     metrics = {
         "backend": be.name,
         "device": be.device_description(),
+        **({"blas_threads": be.threads} if getattr(be, "threads", None) else {}),
         "grad": grad,
         "epoch_mode": epoch_mode,
         "test_accuracy": test_accuracy,

@@ -75,6 +75,13 @@ class Backend:
                 f"--devices {count} needs --backend jax: the {self.name} backend trains on one device"
             )
 
+    def use_threads(self, count=None):
+        """CPU threads for the matrix products: None chooses; only the NumPy backend takes a number."""
+        if count is not None:
+            raise XpnetError(
+                f"--threads {count} needs --backend numpy: the {self.name} backend's threads are its runtime's"
+            )
+
     def check_batch_size(self, batch_size):
         """Raise XpnetError when ``batch_size`` cannot be split across the devices."""
 
@@ -141,17 +148,36 @@ class Backend:
         new parameters and optimizer state, the batch loss and the number of
         correct predictions, all still on the device.
         """
-        grad = self.check_grad_mode(grad)
-        loss_and_grads = self.loss_and_grads_fn(model, grad)
-        xp = self.xp
-
-        scratch = {}  # update_in_place's buffers, made at the first step
+        batch = self.batch_fn(seed=seed, augment=augment)
+        update = self.update_fn(model, optimizer, seed=seed, grad=grad)
 
         def step(params, state, x_all, y_all, idx, lr, step_no):
+            x, y = batch(x_all, y_all, idx, step_no)
+            return update(params, state, x, y, lr, step_no)
+
+        return step
+
+    def batch_fn(self, *, seed, augment=None):
+        """``batch(x_all, y_all, idx, step_no) -> (x, y)``: the minibatch gathered, and distorted by ``augment``."""
+        xp = self.xp
+
+        def batch(x_all, y_all, idx, step_no):
             idx = self.shard_batch(idx)
             x, y = self.shard_batch(x_all[idx]), self.shard_batch(y_all[idx])
             if augment is not None:
                 x = augment.apply(xp, x, seed, step_no)  # the input as it is when augment.kind is none
+            return x, y
+
+        return batch
+
+    def update_fn(self, model, optimizer, *, seed, grad=None):
+        """``update(params, state, x, y, lr, step_no)``: one step on a gathered batch, the rest of ``step``."""
+        grad = self.check_grad_mode(grad)
+        loss_and_grads = self.loss_and_grads_fn(model, grad)
+        xp = self.xp
+        scratch = {}  # update_in_place's buffers, made at the first step
+
+        def update(params, state, x, y, lr, step_no):
             masks = model.dropout_masks(self, seed, step_no, x.shape[0], x.dtype)
             loss, grads, outputs = loss_and_grads(params, x, y, masks)
             if self.updates_in_place:
@@ -161,7 +187,7 @@ class Backend:
             correct = xp.sum(xp.argmax(outputs, axis=1) == y)
             return params, state, loss, correct
 
-        return step
+        return update
 
     def make_train_step(self, model, optimizer, *, seed, grad=None, augment=None):
         """``train_step_fn`` compiled, its parameter and state buffers reused in place."""

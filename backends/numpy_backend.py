@@ -1,9 +1,11 @@
 """The NumPy backend: the reference that always runs, with the hand-written backward."""
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
+from . import threads as blas_threads
 from .base import Backend
 
 
@@ -11,11 +13,24 @@ class NumpyBackend(Backend):
     name = "numpy"
     xp = numpy
     updates_in_place = True
+    # BLAS threads: None leaves the process's setting alone (a library user's
+    # own choice); use_threads chooses them for the training steps.
+    threads = None
+
+    def use_threads(self, count=None):
+        """Train on ``count`` BLAS threads (None: as many as there are cores free now).
+
+        Set process-wide when the training step is made: a distorting run
+        keeps one of them for its batch worker (``AheadStep``).
+        """
+        self.threads, why = blas_threads.choose(count)
+        self._threads_note = f"{self.threads} BLAS thread{'s' if self.threads > 1 else ''}: {why}"
 
     def device_description(self):
         import platform
 
-        return f"CPU ({platform.machine()}), NumPy {numpy.__version__}"
+        threads = f", {self._threads_note}" if self.threads else ""
+        return f"CPU ({platform.machine()}), NumPy {numpy.__version__}{threads}"
 
     def compile(self, fn, donate_argnums=()):
         # A diverging run overflows on its way to a non-finite loss; fit() reports
@@ -26,6 +41,45 @@ class NumpyBackend(Backend):
                 return fn(*args, **kwargs)
 
         return quiet
+
+    def make_train_step(self, model, optimizer, *, seed, grad=None, augment=None):
+        ahead = augment is not None and augment.active and (self.threads or 0) >= 2
+        if self.threads:
+            blas_threads.BlasThreads().set(self.threads - 1 if ahead else self.threads)
+        if not ahead:
+            return super().make_train_step(model, optimizer, seed=seed, grad=grad, augment=augment)
+        return AheadStep(self.compile(self.batch_fn(seed=seed, augment=augment)),
+                         self.compile(self.update_fn(model, optimizer, seed=seed, grad=grad)))
+
+
+class AheadStep:
+    """A train step whose distorted batches are made one step ahead, in a thread of their own.
+
+    Distorting a batch is a few milliseconds of gathers and ufuncs that
+    release the GIL, and it depends on no weights: while the main thread
+    runs step i's products, the worker draws batch i + 1 (``prefetch``,
+    which ``nn.fit`` calls before each step). The numbers are the same
+    either way, keyed by (seed, step, sample); a step nobody prefetched
+    makes its batch itself. The products run on one BLAS thread fewer: the
+    worker's core is its own.
+    """
+
+    def __init__(self, batch, update):
+        self.batch, self.update = batch, update
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xpnet-augment")
+        self.ahead = {}  # step number -> (x_all, idx, future)
+
+    def prefetch(self, x_all, y_all, idx, step_no):
+        if step_no not in self.ahead:
+            self.ahead[step_no] = (x_all, idx, self.worker.submit(self.batch, x_all, y_all, idx, step_no))
+
+    def __call__(self, params, state, x_all, y_all, idx, lr, step_no):
+        made = self.ahead.pop(step_no, None)
+        if made is not None and made[0] is x_all and numpy.array_equal(made[1], idx):
+            x, y = made[2].result()
+        else:
+            x, y = self.batch(x_all, y_all, idx, step_no)
+        return self.update(params, state, x, y, lr, step_no)
 
 
 BACKEND_CLASS = NumpyBackend

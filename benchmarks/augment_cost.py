@@ -1,30 +1,24 @@
 """``uv run python -m benchmarks.augment_cost``: an augmented epoch against a plain one, in one run.
 
-For each backend and model, trains ``--epochs`` epochs with ``--augment
-none`` and with ``elastic`` (the default distortions) on real MNIST, and
-reports the median epoch time after the first (which compiles on JAX) and
-the ratio. Plain and augmented runs of one row alternate epoch by epoch
-would be fairer still; here they follow each other within seconds.
+For each backend and model, runs ``train.py`` for ``--epochs`` epochs with
+``--augment none`` and with ``elastic`` (the default distortions) on real
+MNIST, each in a process of its own as a user would (BLAS threads and all),
+and reports the median epoch time after the first (which compiles on JAX)
+and the ratio. Plain and augmented runs of one row follow each other
+within seconds.
 """
-
-import statistics
-
 
 MODELS = ("256,128", "800")  # the default model (train.py's --hidden) and Simard's
 
 
-def epoch_seconds(backend, hidden, augment, epochs, data):
-    import nn
-    import train
+def epoch_seconds(backend, hidden, augment, epochs, data, openblas_threads=None):
+    from backends.threads import BLAS_ENV
+    from benchmarks.script import median_epoch_seconds, train_run
 
-    args = train.build_parser().parse_args(
-        ["--backend", backend, "--hidden", hidden, "--augment", augment, "--epochs", str(epochs), "--no-progress"])
-    be, grad, model, optimizer, schedule, stopping, aug = train.build_run(args)
-    x_train, y_train, _, _ = nn.split_validation(data.x_train, data.y_train, args.val_size)
-    seconds = []
-    nn.fit(be, model, optimizer, schedule, x_train, y_train, epochs=epochs, batch_size=args.batch_size,
-           seed=0, grad=grad, augment=aug, on_epoch=lambda record: seconds.append(record["seconds"]))
-    return statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
+    argv = ["--backend", backend, "--hidden", hidden, "--augment", augment, "--epochs", str(epochs),
+            *(["--data", data] if data else [])]
+    env = {BLAS_ENV: str(openblas_threads) if openblas_threads else None}
+    return median_epoch_seconds(train_run(argv, env))
 
 
 def main(argv=None):
@@ -34,21 +28,22 @@ def main(argv=None):
     p = script_parser("python -m benchmarks.augment_cost", __doc__)
     p.add_argument("--backends", default="numpy,jax", metavar="NAMES", help="comma-separated backends")
     p.add_argument("--epochs", type=positive_int, default=3, help="epochs per run; the first is not counted")
+    p.add_argument("--openblas-threads", type=positive_int, default=None, metavar="N",
+                   help="run train.py with OPENBLAS_NUM_THREADS=N, as a user who sets it does (default: unset, "
+                        "train.py's own choice)")
     add_data_flag(p)
     args = p.parse_args(argv)
-    from nn.data import load_mnist
-
     check_json(args)
-    data = load_mnist(args.data)
     rows = []
     print("| backend | model | plain epoch | augmented epoch (elastic) | ratio |")
     print("| --- | --- | --- | --- | --- |")
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
         for hidden in MODELS:
-            plain = epoch_seconds(backend, hidden, "none", args.epochs, data)
-            augmented = epoch_seconds(backend, hidden, "elastic", args.epochs, data)
+            plain, augmented = (epoch_seconds(backend, hidden, augment, args.epochs, args.data, args.openblas_threads)
+                                for augment in ("none", "elastic"))
             rows.append({"backend": backend, "model": f"784-{hidden.replace(',', '-')}-10", "plain_s": plain,
-                         "augmented_s": augmented, "ratio": augmented / plain})
+                         "augmented_s": augmented, "ratio": augmented / plain,
+                         "openblas_threads": args.openblas_threads})
             r = rows[-1]
             print(f"| {backend} | {r['model']} | {plain:.2f} s | {augmented:.2f} s | {r['ratio']:.2f}x |", flush=True)
     write_json(args, rows)

@@ -195,6 +195,8 @@ def fit(
         xv, yv = be.asarray(x_val), be.asarray(y_val)
 
     train_step = be.make_train_step(model, optimizer, seed=seed, grad=grad, augment=augment)
+    # A step that can make its next batch while it runs (the NumPy backend, distorting) says so.
+    prefetch = getattr(train_step, "prefetch", None)
     n = x.shape[0]
     scan_epoch = (_scan_epochs(be, model, optimizer, schedule, n, batch_size, seed, grad, augment)
                   if epoch_mode == "scan" else None)
@@ -233,6 +235,8 @@ def fit(
                 if stop_requested is not None and stop_requested():
                     _interrupt(snapshot(epoch, i, (loss_sum, correct) if i else None))
                 idx = order[i * batch_size : (i + 1) * batch_size]
+                if prefetch is not None and i + 1 < steps:
+                    prefetch(x, y, order[(i + 1) * batch_size : (i + 2) * batch_size], epoch * steps + i + 1)
                 lr = schedule(epoch + i / steps)
                 params, state, loss, batch_correct = train_step(params, state, x, y, idx, lr, epoch * steps + i)
                 loss_sum = loss_sum + loss * idx.shape[0]

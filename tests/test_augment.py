@@ -163,6 +163,46 @@ def test_augmented_run_paused_and_resumed_equals_the_straight_run():
     assert not np.allclose(plain[0]["w"], straight[0]["w"])  # augmentation really was on
 
 
+def test_numpy_batches_made_ahead_in_a_thread_equal_the_batches_made_in_line():
+    from threadpoolctl import threadpool_limits
+
+    from backends.numpy_backend import AheadStep
+
+    rng = np.random.default_rng(5)
+    x, y = rng.random((150, 784)).astype(np.float32), rng.integers(0, 10, 150).astype(np.int32)
+    model, augment = MLP(sizes=(784, 16, 10)), Augment("elastic")
+    in_line, ahead = get_backend("numpy"), get_backend("numpy")
+    ahead.use_threads(2)  # two or more: a worker thread draws the next batch
+
+    def run(be, **kw):
+        return fit(be, model, Adam(), Schedule("cosine", 0.01, 2), x, y, epochs=2, batch_size=32, seed=4,
+                   augment=augment, **kw)
+
+    with threadpool_limits(limits=None):  # the BLAS count use_threads sets is put back after
+        assert isinstance(ahead.make_train_step(model, Adam(), seed=4, augment=augment), AheadStep)
+        straight = run(in_line)[0]
+        assert_trees_close(run(ahead)[0], straight, exact=True)
+        asked = []
+        with pytest.raises(Interrupted) as paused:
+            run(ahead, stop_requested=lambda: asked.append(1) or len(asked) == 6)
+        assert_trees_close(run(ahead, start=paused.value.state)[0], straight, exact=True)
+
+
+def test_a_batch_made_ahead_for_other_samples_is_not_used():
+    from backends.numpy_backend import AheadStep
+
+    be, augment = get_backend("numpy"), Augment("elastic")
+    x, y = RNG.random((20, 784)).astype(np.float32), np.arange(20) % 10
+    seen = []
+    step = AheadStep(be.batch_fn(seed=1, augment=augment), lambda *a: seen.append(a[2]))
+    step.prefetch(x, y, np.arange(8), 3)
+    step(None, None, x, y, np.arange(8, 16), 0.1, 3)
+    np.testing.assert_array_equal(seen[0], augment_batch(np, x[8:16], 1, 3, augment))
+    step.prefetch(x, y, np.arange(8), 4)
+    step(None, None, x, y, np.arange(8), 0.1, 4)
+    np.testing.assert_array_equal(seen[1], augment_batch(np, x[:8], 1, 4, augment))
+
+
 def test_jax_scan_with_augmentation_equals_the_step_loop():
     pytest.importorskip("jax")
     rng = np.random.default_rng(2)

@@ -1,6 +1,8 @@
-"""benchmarks.recipes: each published row is a train.py command; the table is what those runs measured."""
+"""benchmarks.recipes: each published row is a train.py command; the table is what those runs measured.
+The augmentation-cost and busy-machine scripts run train.py the same way."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,12 +50,35 @@ def test_an_unknown_recipe_is_one_line_exit_2():
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "lenet" in result.stderr
 
 
-def test_augment_cost_times_plain_and_augmented_epochs():
+def test_augment_cost_times_plain_and_augmented_epochs(tmp_path):
     from benchmarks.augment_cost import epoch_seconds
-    from nn.data import Dataset
 
     rng = np.random.default_rng(0)
-    x, y = rng.random((5200, 784)).astype(np.float32), rng.integers(0, 10, 5200).astype(np.int32)
-    data = Dataset(x, y, x[:10], y[:10])
+    data = tmp_path / "mnist.npz"
+    np.savez(data, x_train=rng.integers(0, 256, (5200, 28, 28), dtype=np.uint8),
+             y_train=rng.integers(0, 10, 5200, dtype=np.uint8),
+             x_test=rng.integers(0, 256, (10, 28, 28), dtype=np.uint8), y_test=rng.integers(0, 10, 10, dtype=np.uint8))
     for augment in ("none", "elastic"):
-        assert epoch_seconds("numpy", "8", augment, 2, data) > 0
+        assert epoch_seconds("numpy", "8", augment, 2, str(data)) > 0
+
+
+def test_the_busy_benchmark_times_idle_and_busy_and_stops_its_load(tmp_path, monkeypatch):
+    import benchmarks.busy as busy
+
+    rng = np.random.default_rng(1)
+    data = tmp_path / "mnist.npz"
+    np.savez(data, x_train=rng.integers(0, 256, (5200, 28, 28), dtype=np.uint8),
+             y_train=rng.integers(0, 10, 5200, dtype=np.uint8),
+             x_test=rng.integers(0, 256, (10, 28, 28), dtype=np.uint8), y_test=rng.integers(0, 10, 10, dtype=np.uint8))
+    loads = []
+    start = busy.start_busy_loop
+    monkeypatch.setattr(busy, "start_busy_loop", lambda: loads.append(start()) or loads[-1])
+    out = tmp_path / "busy.json"
+    assert busy.main(["--hidden", "8", "--epochs", "2", "--data", str(data), "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    cores = os.cpu_count() or 1
+    assert [(r["machine"], r["threads"]) for r in rows] == [
+        ("idle", "auto"), ("idle", f"--threads {cores}"), ("busy", "auto"), ("busy", f"--threads {cores}")]
+    assert rows[1]["chosen"] == rows[3]["chosen"] == cores
+    assert all(1 <= r["chosen"] <= cores and r["epoch_s"] > 0 for r in rows)
+    assert len(loads) == 1 and loads[0].poll() is not None  # the load was started once, and is gone
