@@ -28,19 +28,11 @@ from pathlib import Path
 from backends import XpnetError
 
 from .files import atomic_write_bytes
-from .serialize import REPO_CONFIG, REPO_WEIGHTS, architecture_json, save_model
+from .hub_download import REPO_CONFIG, REPO_FILES, REPO_WEIGHTS, SCHEME, describe_error, download, parse_uri
+from .serialize import architecture_json, save_model
 
-SCHEME = "hf://"
-REPO_FILES = (REPO_CONFIG, REPO_WEIGHTS, "README.md")
-
-
-def parse_uri(uri):
-    """(repo_id, revision or None) from ``hf://owner/name`` or ``hf://owner/name@revision``."""
-    rest = str(uri)[len(SCHEME):] if str(uri).startswith(SCHEME) else str(uri)
-    repo_id, _, revision = rest.partition("@")
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise XpnetError(f"{uri}: a Hub model is named hf://owner/name (optionally @revision)")
-    return repo_id, revision or None
+__all__ = ["REPO_FILES", "SCHEME", "check_can_push", "download", "parse_uri", "push", "push_model",
+           "write_repo_folder"]
 
 
 def write_repo_folder(folder, model, params, metrics=None, repo_id="owner/name"):
@@ -147,7 +139,7 @@ def check_can_push(repo_id, what=None, otherwise=None):
     except XpnetError:
         raise
     except Exception as exc:  # noqa: BLE001  (as in push: errors of several HTTP clients)
-        raise XpnetError(f"{what}: the Hub did not accept the token or did not answer ({_reason(exc)}); "
+        raise XpnetError(f"{what}: the Hub did not accept the token or did not answer ({describe_error(exc)}); "
                          f"check the network and the token{alternative}") from None
 
 
@@ -164,7 +156,7 @@ def push(folder, repo_id, *, private=False, token=None):
     # HTTP client's (requests, httpx, httpx2 across versions): all mean "not uploaded".
     except Exception as exc:  # noqa: BLE001
         raise XpnetError(
-            f"could not push to the Hub repo {repo_id} ({_reason(exc)}); "
+            f"could not push to the Hub repo {repo_id} ({describe_error(exc)}); "
             "log in with `hf auth login` or set HF_TOKEN, and check the network"
         ) from None
     return str(url)
@@ -175,26 +167,6 @@ def push_model(repo_id, model, params, metrics=None, *, private=False):
     with tempfile.TemporaryDirectory(prefix="xpnet-hub-") as folder:
         write_repo_folder(folder, model, params, metrics, parse_uri(repo_id)[0])
         return push(folder, repo_id, private=private)
-
-
-def download(uri):
-    """The local folder of a snapshot of ``hf://owner/name[@revision]`` (downloaded once, then cached)."""
-    repo_id, revision = parse_uri(uri)
-    try:
-        from huggingface_hub import snapshot_download
-
-        folder = snapshot_download(repo_id, revision=revision, allow_patterns=list(REPO_FILES))
-    except Exception as exc:  # noqa: BLE001  (as in push: errors of several HTTP clients)
-        raise XpnetError(
-            f"could not download {uri} from the Hugging Face Hub ({_reason(exc)}); "
-            "check the name, the network, or HF_TOKEN for a private repo"
-        ) from None
-    return Path(folder)
-
-
-def _reason(exc):
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
 def main(argv=None):
@@ -219,7 +191,7 @@ def main(argv=None):
         try:
             metrics = json.loads(Path(args.metrics_json).read_text())
         except (OSError, ValueError) as exc:
-            raise XpnetError(f"--metrics-json {args.metrics_json} is not readable JSON ({_reason(exc)}); "
+            raise XpnetError(f"--metrics-json {args.metrics_json} is not readable JSON ({describe_error(exc)}); "
                              "give the file train.py --metrics-json wrote") from None
         if not isinstance(metrics, dict):
             raise XpnetError(f"--metrics-json {args.metrics_json} holds no JSON object; give train.py's metrics file")

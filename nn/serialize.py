@@ -31,12 +31,12 @@ import numpy as np
 from backends import XpnetError
 
 from .files import atomic_write_bytes
+from .hub_download import REPO_CONFIG, REPO_WEIGHTS
 from .model import MLP
 
 FORMAT = "xpnet-mlp"
 VERSION = 1
 EXTENSIONS = (".npz", ".safetensors")
-REPO_WEIGHTS, REPO_CONFIG = "model.safetensors", "config.json"
 
 # What a damaged .npz makes NumPy's and zipfile's readers raise: a bad zip
 # directory, a short read, an unparsable array header, an unknown compression
@@ -106,7 +106,7 @@ def load_model(path):
     """(MLP, host float32 params) from a model file, a Hub-style folder or ``hf://owner/name``."""
     text = str(path)
     if text.startswith("hf:/"):  # also "hf:/owner/name": what pathlib makes of hf://owner/name
-        from .hub import download
+        from .hub_download import download
 
         text = "hf://" + text[4:].lstrip("/")
         return _load_repo_folder(download(text), shown=text)

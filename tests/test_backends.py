@@ -1,5 +1,6 @@
 """Backend selection, lazy imports and the errors a user sees."""
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,55 @@ def test_nn_source_never_imports_cupy_or_jax():
     for path in (ROOT / "nn").glob("*.py"):
         text = path.read_text()
         assert "import jax" not in text and "import cupy" not in text, path
+
+
+PACKAGES = ("backends", "nn", "cli", "drawing", "benchmarks")
+
+
+def _project_imports():
+    """{module: the project modules it imports}, every import of its source (inside functions too)."""
+    graph = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).glob("*.py"):
+            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
+            found = set()
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    found |= {alias.name for alias in node.names}
+                elif isinstance(node, ast.ImportFrom):
+                    base = node.module or ""
+                    if node.level:  # relative: from the package this module sits in
+                        base = package + (f".{base}" if base else "")
+                    found |= {base} | {f"{base}.{alias.name}" for alias in node.names}
+            graph[name] = found
+    return {m: {i for i in imported if i in graph and i != m and i != m.partition(".")[0]}
+            for m, imported in graph.items()}
+
+
+def test_no_two_modules_import_each_other_even_lazily():
+    graph = _project_imports()
+    assert "nn.hub_download" in graph["nn.serialize"] and "nn.serialize" in graph["nn.hub"]
+    cycles = []
+
+    def visit(module, path):
+        for nxt in graph[module]:
+            if nxt in path:
+                cycles.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in done:
+                visit(nxt, path + [nxt])
+        done.add(module)
+
+    done = set()
+    for module in sorted(graph):
+        if module not in done:
+            visit(module, [module])
+    assert not cycles, cycles
+
+
+def test_backends_never_import_nn():
+    for module, imported in _project_imports().items():
+        if module.startswith("backends"):
+            assert not {i for i in imported if i.startswith("nn")}, (module, imported)
 
 
 def test_auto_picks_the_best_available_and_numpy_is_always_there():
