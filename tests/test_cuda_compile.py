@@ -1,11 +1,11 @@
-"""Every .cu file compiles for real GPUs, with no register spills.
+"""Every .cu file compiles for real GPUs, with no register spills and no warning.
 
-Two compilers, whichever are installed (each test skips with the reason
-otherwise): NVRTC through ``cupy.cuda.nvrtc`` with the options CuPy itself
-uses, for sm_75, sm_80 and sm_90 (what ``cupy.RawModule`` runs at first use);
-and ``nvcc -cubin -Xptxas -v`` for sm_75 and sm_90, whose ptxas report is read
-for spills. CI has nvcc but not CuPy (a CuPy wheel is several hundred MB and
-would clash with the cuda13 extra), so nvcc is CI's compile check.
+Two compilers: NVRTC, what ``cupy.RawModule`` runs at first use, for
+sm_75, sm_80 and sm_90 with the options CuPy compiles with (through
+``cupy.cuda.nvrtc`` where CuPy is installed, else through ctypes from the
+``nvidia-cuda-nvrtc`` wheel of the dev group, which is how CI runs it); and
+``nvcc -cubin -Xptxas -v`` for sm_75 and sm_90, whose ptxas report is read
+for spills. Either skips with the reason where it is missing.
 """
 
 import os
@@ -25,8 +25,13 @@ NVCC_ARCHS = ("sm_75", "sm_90")
 def nvrtc_module():
     try:
         from cupy.cuda import nvrtc
-    except ImportError as exc:
-        pytest.skip(f"CuPy is not installed ({exc}): uv sync --extra cuda12 adds it with NVRTC")
+    except ImportError:
+        from tests.cuda_on_cpu.nvrtc import Nvrtc
+
+        try:
+            nvrtc = Nvrtc()
+        except OSError as exc:
+            pytest.skip(f"neither CuPy nor libnvrtc here ({exc})")
     try:
         nvrtc.getVersion()
     except Exception as exc:
@@ -44,16 +49,48 @@ def nvcc_path():
     pytest.skip("nvcc not found (PATH, CUDA_HOME, the default CUDA folder): no nvcc compile check here")
 
 
-def nvrtc_compile(nvrtc, source, name, arch):
+def nvrtc_build(nvrtc, source, name, arch):
+    """(CUBIN or None, problem or None): NVRTC's error, or its log when that warns (warnings count as errors)."""
     program = nvrtc.createProgram(source, name, [read_source(HEADER).encode()], [HEADER.encode()])
     try:
         try:
             nvrtc.compileProgram(program, [*NVRTC_OPTIONS, f"-arch={arch}"])
         except nvrtc.NVRTCError as exc:
-            pytest.fail(f"NVRTC {arch} {name}: {exc}\n{nvrtc.getProgramLog(program)}")
-        return nvrtc.getCUBIN(program)
+            return None, f"NVRTC {arch} {name}: {exc}\n{nvrtc.getProgramLog(program)}"
+        log = nvrtc.getProgramLog(program)
+        if "warning" in log.lower():
+            return None, f"NVRTC {arch} {name} warns:\n{log}"
+        return nvrtc.getCUBIN(program), None
     finally:
         nvrtc.destroyProgram(program)
+
+
+def nvrtc_compile(nvrtc, source, name, arch):
+    cubin, problem = nvrtc_build(nvrtc, source, name, arch)
+    if problem:
+        pytest.fail(problem)
+    return cubin
+
+
+# Bugs that only NVRTC sees: nvcc compiles each file alone, with the host's headers.
+NVRTC_ONLY_BUGS = {
+    "a host-only macro": ("case XPNET_RELU: return z > 0.0f ? z : 0.0f;",
+                          "case XPNET_RELU: return z > 0.0f ? z : -INFINITY;", "INFINITY"),
+    "smem declared in a C++ helper too": (
+        "extern \"C\" __global__ void sgemm_nn_f32(",
+        "__device__ float* shared_too() { extern __shared__ float smem[]; return smem; }\n"
+        "extern \"C\" __global__ void sgemm_nn_f32(", "linkage"),
+}
+
+
+@pytest.mark.parametrize("bug", sorted(NVRTC_ONLY_BUGS))
+def test_nvrtc_refuses_a_planted_bug_of_its_kind(bug):
+    nvrtc = nvrtc_module()
+    old, new, needle = NVRTC_ONLY_BUGS[bug]
+    source = kernel_source()
+    assert old in source, old
+    cubin, problem = nvrtc_build(nvrtc, source.replace(old, new, 1), "xpnet_kernels.cu", "sm_90")
+    assert cubin is None and needle.lower() in problem.lower(), problem
 
 
 @pytest.mark.parametrize("arch", NVRTC_ARCHS)

@@ -25,8 +25,11 @@ __device__ __forceinline__ float decayed(float step, float w, bool is_weight, fl
     return weight_decay != 0.0f ? step + weight_decay * w : step;
 }
 
-__device__ __forceinline__ void write_penalty_partials(float* penalty_partials, float abs_sum, float square_sum) {
-    extern __shared__ float smem[];
+// smem: the kernel's dynamic shared memory. Declared in the extern "C" kernels
+// only: a declaration here too would give smem C++ linkage beside their C one,
+// which NVRTC warns of when it compiles all files as one module.
+__device__ __forceinline__ void write_penalty_partials(float* penalty_partials, float abs_sum, float square_sum,
+                                                       float* smem) {
     abs_sum = block_sum(abs_sum, smem);
     square_sum = block_sum(square_sum, smem);
     if (threadIdx.x == 0) {
@@ -56,7 +59,8 @@ extern "C" __global__ void sgd_update_f32(
         }
         params[i] = w - lr * decayed(direction, w, is_weight, weight_decay, abs_sum, square_sum);
     }
-    write_penalty_partials(penalty_partials, abs_sum, square_sum);
+    extern __shared__ float smem[];
+    write_penalty_partials(penalty_partials, abs_sum, square_sum, smem);
 }
 
 // m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  t = t_old + 1
@@ -84,5 +88,6 @@ extern "C" __global__ void adam_update_f32(
         const float step = (mi * m_scale) / (sqrtf(vi * v_scale) + eps);
         params[i] = w - lr * decayed(step, w, is_weight, weight_decay, abs_sum, square_sum);
     }
-    write_penalty_partials(penalty_partials, abs_sum, square_sum);
+    extern __shared__ float smem[];
+    write_penalty_partials(penalty_partials, abs_sum, square_sum, smem);
 }

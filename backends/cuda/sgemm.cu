@@ -18,8 +18,10 @@
 #define SGEMM_SHARED_FLOATS (2 * SGEMM_DEPTH * SGEMM_PITCH)
 
 template <bool TRANS_A, bool TRANS_B>
-__device__ __forceinline__ void sgemm_tiled(float* C, const float* A, const float* B, int M, int N, int K) {
-    extern __shared__ float smem[];
+// smem: the kernel's dynamic shared memory, declared by the extern "C" callers
+// (a declaration in this C++ function would clash with their C linkage).
+__device__ __forceinline__ void sgemm_tiled(float* C, const float* A, const float* B, int M, int N, int K,
+                                            float* smem) {
     float* a_tile = smem;                              // [depth][m]
     float* b_tile = smem + SGEMM_DEPTH * SGEMM_PITCH;  // [depth][n]
     const int tx = threadIdx.x, ty = threadIdx.y;
@@ -70,13 +72,16 @@ __device__ __forceinline__ void sgemm_tiled(float* C, const float* A, const floa
 }
 
 extern "C" __global__ void sgemm_nn_f32(float* C, const float* A, const float* B, int M, int N, int K) {
-    sgemm_tiled<false, false>(C, A, B, M, N, K);
+    extern __shared__ float smem[];
+    sgemm_tiled<false, false>(C, A, B, M, N, K, smem);
 }
 
 extern "C" __global__ void sgemm_nt_f32(float* C, const float* A, const float* B, int M, int N, int K) {
-    sgemm_tiled<false, true>(C, A, B, M, N, K);
+    extern __shared__ float smem[];
+    sgemm_tiled<false, true>(C, A, B, M, N, K, smem);
 }
 
 extern "C" __global__ void sgemm_tn_f32(float* C, const float* A, const float* B, int M, int N, int K) {
-    sgemm_tiled<true, false>(C, A, B, M, N, K);
+    extern __shared__ float smem[];
+    sgemm_tiled<true, false>(C, A, B, M, N, K, smem);
 }
