@@ -158,6 +158,23 @@ def test_keep_mask_boundary_uses_float32_comparison(kernels):
     np.testing.assert_array_equal(mask, (u < np.float32(keep)).astype(np.float32))
 
 
+def test_fused_dropout_boundary_uses_float32_comparison(kernels):
+    """keep exactly equal to one of the layer's uniforms: NumPy drops that unit (u < keep); the fused
+    forward and backward kernels must too."""
+    seed, step, layer, rows, cols = 5, 9, 0, 31, 33
+    u = uniform_from_counter(np, seed, step, layer, (rows, cols))
+    keep = float(np.sort(u.ravel())[rows * cols // 2])
+    assert (u == np.float32(keep)).any()
+    z, b = np.ones((rows, cols), np.float32), np.zeros(cols, np.float32)
+    y, a = np.empty_like(z), np.empty_like(z)
+    scalars = step_scalars(step=step)
+    kernels.bias_act_forward(z, y, a, b, scalars, "linear", _mix32_int(seed), layer, keep)()
+    np.testing.assert_array_equal(a != 0, u < np.float32(keep))
+    dz, db = np.empty_like(z), np.empty(cols, np.float32)
+    kernels.act_backward(dz, db, np.ones_like(z), z, y, scalars, "linear", _mix32_int(seed), layer, keep)()
+    np.testing.assert_array_equal(dz != 0, u < np.float32(keep))
+
+
 @pytest.mark.parametrize("act", ["relu", "tanh"])
 def test_fused_dropout_matches_numpy_masks(kernels, act):
     """The step number comes from device memory and the key is derived on the device."""
@@ -220,6 +237,20 @@ def test_argmax_ties_take_the_first_index(kernels):
     np.testing.assert_array_equal(row_correct, [1, 1, 1])
     _, _, row_correct = run_loss(kernels, "ce", logits, np.array([2, 3, 3], np.int32), 3)
     np.testing.assert_array_equal(row_correct, [0, 0, 1])
+
+
+def test_argmax_ties_a_lane_apart_or_a_warp_apart_take_the_first_index(kernels):
+    """Lane k reads classes k and k + 32: a tie there is settled in the lane's own loop (strict >),
+    a tie across lanes in the shuffle (lower index); NumPy's argmax takes the first either way."""
+    rng = np.random.default_rng(8)
+    logits = randn(rng, 4, 45)
+    for row, (first, second) in enumerate([(3, 35), (35, 3), (2, 33), (12, 44)]):
+        logits[row, [first, second]] = 9.0
+    expected = np.argmax(logits, axis=1)
+    assert list(expected) == [3, 3, 2, 12]
+    for labels in (expected, expected + 32):
+        _, _, row_correct = run_loss(kernels, "ce", logits, labels.astype(np.int32), 4)
+        np.testing.assert_array_equal(row_correct, labels == expected)
 
 
 @pytest.mark.parametrize("softmax_output", [True, False])
