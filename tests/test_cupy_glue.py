@@ -148,6 +148,25 @@ def test_an_allocation_inside_the_captured_step_is_caught(caplog):
     be.xp.cuda.recording = None
 
 
+@pytest.mark.parametrize("replay_on", ["a non-blocking stream", "a blocking stream"])
+def test_a_graph_replayed_on_another_stream_than_begin_step_gives_wrong_numbers(monkeypatch, replay_on):
+    """begin_step writes the step's learning rate and indices on the current stream; a replay on a
+    non-blocking stream is ordered after nothing and read by nothing: not done when the loss is read."""
+    from cuda_on_cpu.fake_cupy import FakeGraph
+
+    be = emulated_backend()
+    other = be.xp.cuda.Stream(non_blocking=replay_on == "a non-blocking stream")
+    replay = FakeGraph.launch
+    monkeypatch.setattr(FakeGraph, "launch", lambda graph, stream=None: replay(graph, stream=other))
+    if replay_on == "a blocking stream":  # waits for the legacy stream and it for it, as in CUDA
+        assert_same_training(be, "relu-ce-adam")
+        return
+    expected, _, _ = train(get_backend("numpy"), "relu-ce-adam")
+    params, history, step = train(be, "relu-ce-adam")
+    assert step.graph is not None and be.xp.cuda.graphs_launched == 7
+    assert not np.allclose(params[0]["w"], expected[0]["w"], rtol=2e-4, atol=2e-5)
+
+
 def test_capture_failure_falls_back_to_plain_launches_with_one_log_line(caplog):
     expected, _, _ = train(emulated_backend(cuda_graph=False), "relu-ce-adam")
     be = emulated_backend()

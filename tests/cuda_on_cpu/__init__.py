@@ -105,9 +105,9 @@ class EmulatedModule:
     thread_order: forward, reverse, shuffled (a new permutation at every
     barrier, from ``seed``) or warps_reversed; poison: what dynamic shared
     memory holds before each block (nan, huge = 3.4e38, minus_huge).
-    ``recorder``, when given, is asked ``recorder.recording`` before each launch:
-    a list there means a CUDA graph is being captured, and the launch is
-    appended to it instead of run.
+    ``recorder``, when given (fake_cupy's ``FakeCuda``), takes each launch
+    with ``recorder.enqueue(run, stream)``: into a graph being captured, or
+    into its stream's queue, run when CUDA would have run it.
     """
 
     def __init__(self, library=None, *, thread_order="forward", poison="nan", seed=0, recorder=None):
@@ -143,11 +143,13 @@ class EmulatedKernel:
     def __call__(self, grid, block, args, *, shared_mem=0, stream=None):
         grid, block = _dims(grid), _dims(block)
         holders = self._convert(tuple(args))
-        recording = getattr(self.module.recorder, "recording", None)
-        if recording is not None:
-            recording.append(lambda: self._run(grid, block, holders, shared_mem))
-        else:
+        def run():
             self._run(grid, block, holders, shared_mem)
+
+        if self.module.recorder is not None:
+            self.module.recorder.enqueue(run, stream)  # captured, or queued on its stream
+        else:
+            run()
 
     def _convert(self, args):
         if len(args) != len(self.signature):
