@@ -8,6 +8,7 @@ sm_75, sm_80 and sm_90 with the options CuPy compiles with (through
 for spills. Either skips with the reason where it is missing.
 """
 
+import math
 import os
 import re
 import shutil
@@ -111,6 +112,21 @@ def test_the_module_cupy_loads_compiles_with_nvrtc(arch):
 
 _ENTRY = re.compile(r"Compiling entry function '(\w+)' for '(sm_\d+)'")
 _SPILLS = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
+_REGISTERS = re.compile(r"Used (\d+) registers")
+
+
+def ptxas_registers(text):
+    """{kernel: registers per thread} from ``ptxas -v`` output."""
+    registers, current = {}, None
+    for line in text.splitlines():
+        entry = _ENTRY.search(line)
+        if entry:
+            current = entry.group(1)
+        used = _REGISTERS.search(line)
+        if used and current is not None:
+            registers[current] = int(used.group(1))
+            current = None
+    return registers
 
 
 def ptxas_report(text):
@@ -148,6 +164,111 @@ def test_each_file_compiles_with_nvcc_without_spills(name, arch, tmp_path):
     assert set(report) == set(kernel_names(read_source(name))), report
     spilled = {kernel: spills for kernel, spills in report.items() if spills != (0, 0)}
     assert not spilled, f"register spills (store, load bytes) for {arch}: {spilled}"
+
+
+def nvcc_cubin_report(nvcc, arch, tmp_path, source=None):
+    """ptxas -v's report for the whole module (``source``: a replacement text of it)."""
+    path = tmp_path / "xpnet_kernels.cu"
+    path.write_text(source or kernel_source())
+    result = subprocess.run([nvcc, "-cubin", f"-arch={arch}", "-Xptxas", "-v", "-ftz=true", "-o",
+                             str(tmp_path / "out.cubin"), str(path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stderr + result.stdout
+
+
+REGISTER_FILE = 65536  # 32-bit registers per SM (and per block), sm_75 to sm_90
+
+
+def block_fits(registers, threads):
+    """Whether a block of ``threads`` threads launches at ``registers`` per thread: registers are
+    given out in units of 8 per thread and whole warps (a 1024-thread block allows 64)."""
+    return registers <= 255 and math.ceil(registers / 8) * 8 * math.ceil(threads / 32) * 32 <= REGISTER_FILE
+
+
+def blocks_the_backend_launches():
+    """{kernel: thread counts per block}, recorded from training runs of the CuPy backend's code."""
+    import numpy as np
+
+    import nn
+    from cuda_on_cpu import EmulatedKernel
+    from nn.augment import Augment
+    from test_cupy_glue import CONFIGS, emulated_backend, train
+
+    seen = {}
+    launch = EmulatedKernel.__call__
+
+    def record(kernel, grid, block, args, **kw):
+        dims = (block,) if isinstance(block, int) else tuple(block)
+        seen.setdefault(kernel.name, set()).add(math.prod(dims))
+        return launch(kernel, grid, block, args, **kw)
+
+    EmulatedKernel.__call__ = record
+    try:
+        for config in CONFIGS:
+            train(emulated_backend(), config)
+        rng = np.random.default_rng(0)
+        x, y = rng.random((40, 784), dtype=np.float32), rng.integers(0, 10, 40).astype(np.int32)
+        nn.fit(emulated_backend(), nn.MLP(sizes=(784, 12, 10)), nn.Adam(), nn.Schedule("constant", 0.01, 1), x, y,
+               epochs=1, batch_size=16, seed=2, augment=Augment("elastic"))
+        emulated_backend().keep_mask(0, 1, 0, (5, 7), 0.5, np.float32)
+    finally:
+        EmulatedKernel.__call__ = launch
+    return seen
+
+
+@pytest.fixture(scope="module")
+def launched_blocks():
+    return blocks_the_backend_launches()
+
+
+@pytest.mark.parametrize("arch", NVCC_ARCHS)
+def test_every_block_the_backend_launches_fits_the_kernels_registers(arch, tmp_path, launched_blocks):
+    registers = ptxas_registers(nvcc_cubin_report(nvcc_path(), arch, tmp_path))
+    assert set(launched_blocks) <= set(registers) and len(launched_blocks) >= 10, launched_blocks
+    too_big = {(k, t, registers[k]) for k, counts in launched_blocks.items() for t in counts
+               if not block_fits(registers[k], t)}
+    assert not too_big, f"{arch}: (kernel, threads per block, registers) that would not launch: {too_big}"
+
+
+def test_the_register_check_refuses_a_block_too_big_for_its_registers():
+    assert block_fits(64, 1024) and not block_fits(65, 1024) and block_fits(255, 256) and not block_fits(256, 32)
+    assert block_fits(72, 896) and not block_fits(73, 896)
+
+
+# A global array indexed by a product of two run-time values needs 64-bit arithmetic: rows x cols
+# passes 2^31 at 784 inputs and 2.8 million rows, which a dataset on the device can have.
+_PARAM = re.compile(r"(?:const )?(?:float|int|unsigned)\* (\w+)")
+_PRODUCT = re.compile(r"\b[a-z_]\w*(?:\[[^\]]*\])? \* [a-z_]\w*")
+
+
+# Pointer parameters whose whole extent is a compile-time size, so no product indexing them can overflow.
+BOUNDED_PARAMS = {"basis": "the elastic field's basis: 28 x modes floats, modes <= 28"}
+
+
+def unwidened_products(source):
+    """Lines where a kernel's pointer parameter is indexed or offset by ``a * b`` without (size_t)."""
+    found = []
+    for kernel in re.finditer(r'extern "C" __global__ void \w+\(([^)]*)\)', source):
+        for name in set(_PARAM.findall(kernel.group(1))) - set(BOUNDED_PARAMS):
+            for line in source.splitlines():
+                code = line.split("//", 1)[0]
+                for use in re.finditer(rf"\b{name}(?:\[([^;]*)\]| \+ ([^;,)]*))", code):
+                    index = use.group(1) or use.group(2) or ""
+                    if _PRODUCT.search(index) and "(size_t)" not in index:
+                        found.append(line.strip())
+    return sorted(set(found))
+
+
+def test_global_indices_from_products_are_64_bit():
+    assert unwidened_products(kernel_source()) == []
+
+
+def test_the_index_check_sees_a_product_left_in_32_bits():
+    source = kernel_source()
+    widened = "x_all[(size_t)batch_idx[r] * cols + c]"
+    assert widened in source
+    assert unwidened_products(source.replace(widened, "x_all[batch_idx[r] * cols + c]")) == [
+        "x[i] = r < count ? x_all[batch_idx[r] * cols + c] : 0.0f;"]
 
 
 # PTX instructions on doubles: a literal without its f suffix (0.01 for 0.01f) or a double
