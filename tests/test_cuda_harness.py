@@ -232,3 +232,12 @@ def test_broken_thread_leaving_before_a_barrier_is_caught():
     probe = EmulatedModule(cached_library(probes=True)).get_function("early_exit_probe_f32")
     with pytest.raises(KernelLaunchError, match="1 threads exited while the others wait at __syncthreads"):
         probe((1,), (32,), (np.zeros(32, np.float32),))
+
+
+def test_every_planted_mutation_still_matches_the_code_it_mutates():
+    """The mutation script's list (python -m tests.cuda_on_cpu.mutate) cannot rot unnoticed."""
+    from cuda_on_cpu.mutate import MUTATIONS, stale
+
+    assert stale() == []
+    assert sum(not m.speed_only for m in MUTATIONS) >= 40
+    assert len({(m.path, m.old, m.new) for m in MUTATIONS}) == len(MUTATIONS)

@@ -17,9 +17,9 @@
 // Dynamic shared memory per block, in floats: the A slice, then the B slice.
 #define SGEMM_SHARED_FLOATS (2 * SGEMM_DEPTH * SGEMM_PITCH)
 
-template <bool TRANS_A, bool TRANS_B>
 // smem: the kernel's dynamic shared memory, declared by the extern "C" callers
 // (a declaration in this C++ function would clash with their C linkage).
+template <bool TRANS_A, bool TRANS_B>
 __device__ __forceinline__ void sgemm_tiled(float* C, const float* A, const float* B, int M, int N, int K,
                                             float* smem) {
     float* a_tile = smem;                              // [depth][m]
