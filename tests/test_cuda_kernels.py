@@ -21,12 +21,17 @@ SHAPES = ((0, 7), (1, 1), (1, 33), (37, 19), (70, 65))
 RTOL = 1e-5
 
 
+# Race mode (switches at memory accesses), in shuffled order: an unsynchronised += loses updates.
+RACING = ("shuffled", "nan", "races")
+
+
 def _emulated(setting):
-    order, poison = setting
-    return Kernels(EmulatedModule(cached_library(), thread_order=order, poison=poison, seed=7))
+    order, poison, *races = setting
+    return Kernels(EmulatedModule(cached_library(races=bool(races)), thread_order=order, poison=poison, seed=7))
 
 
-@pytest.fixture(params=[*(pytest.param(s, id="-".join(s)) for s in SETTINGS), pytest.param("gpu", marks=pytest.mark.gpu)])
+@pytest.fixture(params=[*(pytest.param(s, id="-".join(s)) for s in (*SETTINGS, RACING)),
+                        pytest.param("gpu", marks=pytest.mark.gpu)])
 def kernels(request):
     """The kernels on the CPU harness in each setting, and on a real GPU."""
     if request.param != "gpu":
@@ -460,3 +465,35 @@ def test_broken_augment_is_caught(bug):
     except KernelLaunchError:  # the harness refused the broken kernel's access outright: caught too
         return
     assert not np.allclose(got, augment_batch(np, x, 1, 3, augment), atol=2e-5), bug
+
+
+# The column sums of act_backward written as many GPU newcomers would: every thread row adds its
+# partial straight into db, a read-modify-write from blockDim.y threads at once (atomicAdd needed).
+UNSYNCHRONISED_SUM = (
+    "    extern __shared__ float smem[];\n    smem[threadIdx.y * blockDim.x + threadIdx.x] = partial;\n"
+    "    __syncthreads();\n    if (threadIdx.y == 0 && col < cols) {\n        float total = 0.0f;\n"
+    "        for (int k = 0; k < (int)blockDim.y; ++k) total += smem[k * blockDim.x + threadIdx.x];\n"
+    "        db[col] = total;\n    }\n",
+    "    if (threadIdx.y == 0 && col < cols) db[col] = 0.0f;\n    __syncthreads();\n"
+    "    if (col < cols) db[col] += partial;\n",
+)
+
+
+@pytest.mark.parametrize("races", [False, True])
+def test_an_unsynchronised_sum_loses_updates_only_in_race_mode(races):
+    """Cooperative fibers run each += whole, so the racy sum still adds up; race mode switches between
+    its read and its write, and updates are lost."""
+    from backends.cupy_kernels import read_source
+    from cuda_on_cpu import build_library
+
+    source = read_source("activations.cu")
+    old, new = UNSYNCHRONISED_SUM
+    assert old in source
+    library = build_library(sources={"activations.cu": source.replace(old, new)}, races=races)
+    kernels = Kernels(EmulatedModule(library, thread_order="shuffled", poison="nan", seed=7))
+    rng = np.random.default_rng(3)
+    z, da = randn(rng, 37, 19), randn(rng, 37, 19)
+    dz, db = np.empty_like(z), np.full(19, np.nan, np.float32)
+    kernels.act_backward(dz, db, da, z, z.copy(), step_scalars(), "linear", block=(32, 8))()
+    lost = np.abs(np.float64(db) - np.float64(da).sum(axis=0)).max() > 1e-3
+    assert lost == races

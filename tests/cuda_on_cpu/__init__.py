@@ -51,10 +51,23 @@ def asan_requested():
     return os.environ.get("XPNET_CUDA_ON_CPU_ASAN") == "1"
 
 
-def build_library(asan=None, sources=None, probes=False):
+# Race mode's rewrite: every pointer declaration ``T* name`` becomes ``Ptr<T> name``
+# (casts such as ``(int*)(...)`` are left alone).
+_POINTER_DECLARATION = re.compile(r"\b((?:const )?(?:float|int|unsigned|T))\* (?=\w)")
+
+
+def with_racing_pointers(text):
+    # A template's T* keeps T deduced from its other arguments only: a raw pointer then converts.
+    return _POINTER_DECLARATION.sub(
+        lambda m: f"cuda_on_cpu::Ptr<{'typename cuda_on_cpu::Same<T>::type' if m.group(1) == 'T' else m.group(1)}> ",
+        text)
+
+
+def build_library(asan=None, sources=None, probes=False, races=False):
     """Path of the harness library for the kernel files (``sources`` maps a file
     name to replacement text, for deliberately broken variants; ``probes`` adds
-    the harness's own test kernels of probes.cu). Cached by content."""
+    the harness's own test kernels of probes.cu; ``races`` builds race mode,
+    which may switch fibers at every memory access through a pointer). Cached by content."""
     asan = asan_requested() if asan is None else asan
     cxx = compiler()
     if cxx is None:
@@ -62,9 +75,13 @@ def build_library(asan=None, sources=None, probes=False):
     texts = {name: (sources or {}).get(name) or (KERNEL_DIR / name).read_text() for name in KERNEL_FILES}
     if probes:
         texts["probes.cu"] = (HERE / "probes.cu").read_text()
-    flags = (*_FLAGS, *(_ASAN if asan else _OPTIMIZE))
+    header = (KERNEL_DIR / "xpnet.cuh").read_text()
+    if races:
+        texts = {name: with_racing_pointers(text) for name, text in texts.items()}
+        header = with_racing_pointers(header)
+    flags = (*_FLAGS, *(_ASAN if asan else _OPTIMIZE), *(("-DCUDA_ON_CPU_RACES",) if races else ()))
     digest = hashlib.sha256()
-    for part in (*texts.values(), (KERNEL_DIR / "xpnet.cuh").read_text(), (HERE / "cuda_on_cpu.h").read_text(),
+    for part in (*texts.values(), header, (HERE / "cuda_on_cpu.h").read_text(),
                  (HERE / "runtime.h").read_text(), " ".join(flags), cxx):
         digest.update(part.encode())
     folder = Path(tempfile.gettempdir()) / "xpnet-cuda-on-cpu" / digest.hexdigest()[:20]
@@ -74,6 +91,7 @@ def build_library(asan=None, sources=None, probes=False):
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in texts.items():
         (folder / name).write_text(text)
+    (folder / "xpnet.cuh").write_text(header)  # found before -I's copy: #include "..." looks beside the file first
     names = kernel_names("\n".join(texts.values()))
     unit = ['#include "cuda_on_cpu.h"']
     unit += [f'#include "{folder / name}"' for name in texts]

@@ -41,6 +41,47 @@ T shuffle_as(ShuffleKind kind, unsigned mask, T value, int lane_arg, int width) 
     return value;
 }
 
+#ifdef CUDA_ON_CPU_RACES
+// Race mode: the harness rewrites every pointer declaration of the kernel
+// sources (T* name -> Ptr<T> name), so each read and write of memory through
+// a pointer may switch to another fiber (runtime.h, maybe_switch), and a
+// read-modify-write switches between its read and its write. Without it,
+// fibers switch only at barriers and shuffles, so a plain += from many
+// threads where an atomic is needed still adds up right.
+void maybe_switch();
+
+template <typename T>
+struct Same {
+    using type = T;
+};
+
+template <typename T>
+struct Ref {
+    T* p;
+    operator T() const { maybe_switch(); return *p; }
+    Ref& operator=(T v) { maybe_switch(); *p = v; return *this; }
+    Ref& operator=(const Ref& other) { return *this = static_cast<T>(other); }
+    template <typename U>
+    Ref& operator=(const Ref<U>& other) { return *this = static_cast<T>(static_cast<U>(other)); }
+    Ref& operator+=(T v) { T old = *this; maybe_switch(); *p = old + v; return *this; }
+    Ref& operator-=(T v) { T old = *this; maybe_switch(); *p = old - v; return *this; }
+    Ref& operator*=(T v) { T old = *this; maybe_switch(); *p = old * v; return *this; }
+};
+
+template <typename T>
+struct Ptr {
+    T* p;
+    Ptr() = default;
+    Ptr(T* raw) : p(raw) {}
+    template <typename U>
+    Ptr(Ptr<U> other) : p(other.p) {}
+    template <typename I>
+    Ref<T> operator[](I i) const { return Ref<T>{p + static_cast<std::ptrdiff_t>(i)}; }
+    template <typename I>
+    Ptr operator+(I i) const { return Ptr(p + static_cast<std::ptrdiff_t>(i)); }
+};
+#endif
+
 }  // namespace cuda_on_cpu
 
 #define threadIdx (cuda_on_cpu::thread_idx())

@@ -97,6 +97,10 @@ MUTATIONS = (
     M(K + "activations.cu", "mask[i] = uniform_from_counter(key, (unsigned)i) < keep_prob ? 1.0f : 0.0f;",
       "mask[i] = uniform_from_counter(key, (unsigned)i + 1u) < keep_prob ? 1.0f : 0.0f;",
       "keep_mask off by one counter"),
+    M(K + "activations.cu", "        for (int k = 0; k < (int)blockDim.y; ++k) total += smem[k * blockDim.x + threadIdx.x];\n"
+      "        db[col] = total;\n    }\n",
+      "        db[col] = 0.0f;\n    }\n    __syncthreads();\n    if (col < cols) db[col] += partial;\n",
+      "bias gradient summed by a plain += from every thread row (needs an atomic)"),
     # losses.cu
     M(K + "losses.cu", "if (other > best || (other == best && other_index < best_index)) {",
       "if (other > best || (other == best && other_index > best_index)) {", "argmax ties take the last index"),
@@ -130,6 +134,13 @@ MUTATIONS = (
     M(K + "optimizers.cu", "    if (!is_weight) return step;\n", "", "weight decay and penalties on the biases too"),
     M(K + "optimizers.cu", "penalty_partials[2 * blockIdx.x + 1] = square_sum;", "penalty_partials[2 * blockIdx.x] = square_sum;",
       "penalty partials written to the wrong slot"),
+    M(K + "optimizers.cu", "    abs_sum = block_sum(abs_sum, smem);\n    square_sum = block_sum(square_sum, smem);\n"
+      "    if (threadIdx.x == 0) {\n        penalty_partials[2 * blockIdx.x] = abs_sum;\n"
+      "        penalty_partials[2 * blockIdx.x + 1] = square_sum;\n    }\n",
+      "    if (threadIdx.x == 0) penalty_partials[2 * blockIdx.x] = penalty_partials[2 * blockIdx.x + 1] = 0.0f;\n"
+      "    __syncthreads();\n    penalty_partials[2 * blockIdx.x] += abs_sum;\n"
+      "    penalty_partials[2 * blockIdx.x + 1] += square_sum;\n",
+      "penalty partials summed by a plain += from every thread (needs an atomic)"),
     # sgemm.cu
     M(K + "sgemm.cu", "            value = 0.0f;\n            if (gn < N", "            if (gn < N",
       "B's edge not zero-filled (A's value leaks in)"),

@@ -119,6 +119,15 @@ uint32_t shuffle(ShuffleKind kind, unsigned mask, uint32_t bits, int lane_arg, i
     return self.bits;  // the scheduler left the exchanged value here
 }
 
+#ifdef CUDA_ON_CPU_RACES
+static std::mt19937 race_rng;
+
+// Every other access through a kernel pointer, at random, lets the next fiber run.
+void maybe_switch() {
+    if (current != nullptr && (race_rng() & 1u)) leave_fiber(*current, false);
+}
+#endif
+
 // -- the scheduler ---------------------------------------------------------------------
 enum Order { FORWARD = 0, REVERSE = 1, SHUFFLED = 2, WARPS_REVERSED = 3 };
 enum Poison { POISON_NAN = 0, POISON_HUGE = 1, POISON_MINUS_HUGE = 2 };
@@ -193,13 +202,15 @@ static void run_block(int threads, Order order, std::mt19937& rng) {
         if (order == SHUFFLED) std::shuffle(sequence.begin(), sequence.end(), rng);
         for (int t : sequence)
             if (fibers[t].state == RUNNABLE) enter_fiber(fibers[t]);
-        int done = 0, at_barrier = 0;
+        int done = 0, at_barrier = 0, runnable = 0;
         for (const Fiber& f : fibers) {
             if (&f - fibers.data() >= threads) break;
             done += f.state == DONE;
             at_barrier += f.state == AT_BARRIER;
+            runnable += f.state == RUNNABLE;  // switched away from at a memory access (race mode)
         }
         if (done == threads) return;
+        if (runnable) continue;
         bool released = false;
         for (int w = 0; w * 32 < threads; ++w) released |= release_warp(w, threads);
         if (released) continue;
@@ -270,6 +281,9 @@ static void launch(void (*invoke)(void*, void**), void* fn, void** args, const u
     grid_dim = {grid[0], grid[1], grid[2]};
     block_dim = {block[0], block[1], block[2]};
     std::mt19937 rng(seed);
+#ifdef CUDA_ON_CPU_RACES
+    race_rng.seed(seed ^ 0x5eedu);
+#endif
     for (unsigned z = 0; z < grid[2]; ++z)
         for (unsigned y = 0; y < grid[1]; ++y)
             for (unsigned x = 0; x < grid[0]; ++x) {
@@ -298,6 +312,16 @@ CUDA_ON_CPU_TYPE(int)
 CUDA_ON_CPU_TYPE(unsigned)
 CUDA_ON_CPU_TYPE(float)
 #undef CUDA_ON_CPU_TYPE
+#ifdef CUDA_ON_CPU_RACES
+#define CUDA_ON_CPU_PTR(T) template <> inline const char* type_name<Ptr<T>>() { return #T "*"; }
+CUDA_ON_CPU_PTR(float)
+CUDA_ON_CPU_PTR(const float)
+CUDA_ON_CPU_PTR(int)
+CUDA_ON_CPU_PTR(const int)
+CUDA_ON_CPU_PTR(unsigned)
+CUDA_ON_CPU_PTR(const unsigned)
+#undef CUDA_ON_CPU_PTR
+#endif
 
 struct Kernel {
     const char* name;
