@@ -14,8 +14,9 @@ from nn.preprocess import ink_bbox, to_mnist
 from nn.samples import save_sample
 
 from .render import LAYOUT, Resources, View, draw_window
-from .state import QUIT, DrawingState, Mode, Save
+from .state import QUIT, UNDO, DrawingState, Mode, Save
 
+LEARN_HELP = "drag: draw  right: erase  C: clear  0-9: teach  U: undo  Q: quit"
 UNSURE_BELOW = 0.6  # below this top probability the window says it is not sure
 MIN_EXTENT = 3.0  # brush radii: a dot is not a digit yet, and blown up to 20 px it looks like a 0
 BUTTON_TOOLS = {1: "draw", 3: "erase"}
@@ -23,6 +24,7 @@ KEY_NAMES = {
     pygame.K_c: "c",
     pygame.K_s: "s",
     pygame.K_q: "q",
+    pygame.K_u: "u",
     pygame.K_ESCAPE: "escape",
     **{getattr(pygame, f"K_{d}"): str(d) for d in range(10)},
     **{getattr(pygame, f"K_KP{d}"): str(d) for d in range(10)},
@@ -30,9 +32,15 @@ KEY_NAMES = {
 
 
 class App:
-    def __init__(self, predictor=None, model_error=None, model_path="model.npz", samples="samples", layout=LAYOUT):
+    def __init__(self, predictor=None, model_error=None, model_path="model.npz", samples="samples", layout=LAYOUT,
+                 learner=None):
+        """``learner``: a drawing.learner.BackgroundLearner (gui.py --learn) that each labelled drawing teaches."""
         self.layout = layout
         self.state = DrawingState.blank(layout.canvas[2])
+        self.learner = learner
+        self.state.digit_labels = learner is not None
+        if learner is not None:
+            self.state.status = learner.progress.describe()
         self.predictor, self.model_error, self.model_path = predictor, model_error, str(model_path)
         self.samples = Path(samples)
         self.preview = None
@@ -61,20 +69,29 @@ class App:
                 self.running = False
             elif isinstance(command, Save):
                 self.save(command.label)
+            elif command is UNDO and self.learner is not None:
+                self.learner.undo()
+                self.state.status = "undoing the last lesson..."
 
     def _on_canvas(self, pos):
         return pos[0] - self.layout.canvas[0], pos[1] - self.layout.canvas[1]
 
     def save(self, label):
+        image = to_mnist(self.state.canvas)
         try:
-            path = save_sample(self.samples, to_mnist(self.state.canvas), label)
+            path = save_sample(self.samples, image, label)
             self.state.status = f"saved {path}"
         except XpnetError as exc:
             self.state.status = str(exc)
+        if self.learner is not None:
+            self.learner.teach(image, label)
+            self.state.status = f"learning that this is a {label}..."
 
     # -- 2. update -----------------------------------------------------------------
     def update(self):
-        """Preprocess and predict if the canvas changed since the last frame; True if it did."""
+        """Preprocess and predict if the canvas (or the weights) changed since the last frame; True if so."""
+        if self.learner is not None:
+            self._take_new_weights()
         if self.state.version == self._seen_version:
             return False
         self._seen_version = self.state.version
@@ -91,6 +108,17 @@ class App:
             self.predictions += 1
         return True
 
+    def _take_new_weights(self):
+        if self.learner.error:
+            self.state.status, self.learner.error = f"learning failed: {self.learner.error}", None
+        news = self.learner.poll()
+        if news is None or self.predictor is None:
+            return
+        progress, params = news
+        self.predictor.set_params(params)
+        self.state.status = progress.describe()
+        self._seen_version = -1  # read the drawing again with the new weights
+
     # -- 3. draw -------------------------------------------------------------------
     def view(self):
         return View(
@@ -102,6 +130,7 @@ class App:
             model_error=self.model_error,
             model_path=self.model_path,
             status=self.state.status,
+            help=LEARN_HELP if self.learner is not None else None,
         )
 
     def draw(self, surface):

@@ -29,6 +29,8 @@ DIGITS = {  # each digit: a list of strokes, each a polyline through these point
     "5": [[(0.68, 0.18), (0.36, 0.19), (0.33, 0.46)] + _arc(0.48, 0.62, 0.20, 0.19, 235, 485)],
     "7": [[(0.28, 0.20), (0.72, 0.19), (0.58, 0.48), (0.46, 0.84)]],
     "9": [_arc(0.48, 0.33, 0.17, 0.15, 0, 360) + [(0.63, 0.55), (0.60, 0.86)]],
+    # a 1 with a long flag, as much of Europe writes it (drawing.person's "long-flag 1"): read as a 7
+    "1-flag": [[(0.24, 0.50), (0.58, 0.14), (0.56, 0.86)]],
 }
 
 

@@ -25,6 +25,13 @@ class Predictor:
         self._params = be.tree_asarray(params)
         self._predict = be.make_predict(model)
 
+    def set_params(self, params):
+        """Read with these weights (host arrays of the same model) from now on."""
+        self._params = self.be.tree_asarray(params)
+
+    def host_params(self):
+        return self.be.tree_to_host(self._params)
+
     def __call__(self, image):
         """Probabilities (float64, shape (10,), summing to 1) for one float32 28x28 image."""
         x = self.be.asarray(np.asarray(image, np.float32).reshape(1, SIDE * SIDE))

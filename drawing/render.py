@@ -70,6 +70,7 @@ class View:
     model_error: str = None
     model_path: str = "model.npz"
     status: str = ""
+    help: str = None  # the key help of the bottom bar (None: HELP)
 
 
 class Resources:
@@ -118,7 +119,7 @@ def draw_window(surface, view, res, layout=LAYOUT):
     else:
         draw_verdict(surface, view, res, layout)
         draw_bars(surface, view.probabilities, res, layout)
-    draw_help(surface, view.status, res, layout)
+    draw_help(surface, view.status, res, layout, view.help or HELP)
 
 
 def draw_canvas(surface, canvas, res, layout=LAYOUT):
@@ -208,10 +209,10 @@ def draw_model_message(surface, view, res, layout=LAYOUT):
             cursor += res.medium.get_linesize() + 2
 
 
-def draw_help(surface, status, res, layout=LAYOUT):
+def draw_help(surface, status, res, layout=LAYOUT, keys=HELP):
     rect = pygame.Rect(layout.help)
     pygame.draw.rect(surface, HELP_BAR, rect)
-    text = res.small.render(HELP, True, DIM)
+    text = res.small.render(keys, True, DIM)
     surface.blit(text, text.get_rect(midleft=(rect.x + 16, rect.centery)))
     if status:
         room = rect.width - text.get_width() - 48

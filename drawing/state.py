@@ -29,6 +29,10 @@ class Quit:
     """Command: leave the window."""
 
 
+class Undo:
+    """Command: forget the last lesson (learning mode)."""
+
+
 @dataclass(frozen=True)
 class Save:
     """Command: save the current drawing as a sample of digit ``label``."""
@@ -37,6 +41,7 @@ class Save:
 
 
 QUIT = Quit()
+UNDO = Undo()
 
 
 @dataclass
@@ -53,6 +58,7 @@ class DrawingState:
     last: tuple = None
     version: int = 0
     status: str = ""
+    digit_labels: bool = False  # learning mode: a digit key names the drawing at once (no S first)
 
     @classmethod
     def blank(cls, side):
@@ -101,7 +107,7 @@ class DrawingState:
 
     # -- keys ------------------------------------------------------------------
     def key(self, name):
-        """React to key ``name`` ("c", "s", "q", "escape", "0".."9"); return QUIT, a Save or None."""
+        """React to key ``name`` ("c", "s", "u", "q", "escape", "0".."9"); return QUIT, UNDO, a Save or None."""
         if self.mode is Mode.AWAIT_LABEL:
             if name in DIGIT_KEYS:
                 self.mode = Mode.IDLE
@@ -112,6 +118,14 @@ class DrawingState:
             return None
         if name in ("q", "escape"):
             return QUIT
+        if name == "u":
+            return UNDO
+        if name in DIGIT_KEYS and self.digit_labels:
+            if not self.has_ink:
+                self.status = "nothing to learn from: draw a digit first"
+                return None
+            self.release()
+            return Save(int(name))
         if name == "c":
             self.clear()
         elif name == "s":
