@@ -68,9 +68,10 @@ def linear_backward(dy, z, y):
 
 def softmax(z):
     """y_i = exp(z_i - max z) / sum_j exp(z_j - max z), over the last axis."""
-    xp = array_module(z)
-    e = xp.exp(z - xp.max(z, axis=-1, keepdims=True))
-    return e / xp.sum(e, axis=-1, keepdims=True)
+    # The array methods, not xp.max / xp.sum: NumPy's module functions add
+    # a dispatch layer that was a fifth of reading one digit (measured).
+    e = array_module(z).exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def softmax_backward(dy, z, y):
