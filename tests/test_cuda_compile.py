@@ -115,32 +115,28 @@ _SPILLS = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
 _REGISTERS = re.compile(r"Used (\d+) registers")
 
 
-def ptxas_registers(text):
-    """{kernel: registers per thread} from ``ptxas -v`` output."""
-    registers, current = {}, None
+def _per_kernel(text, pattern):
+    """{kernel: the groups of ``pattern``'s first match after its entry line} from ``ptxas -v`` output."""
+    found, current = {}, None
     for line in text.splitlines():
         entry = _ENTRY.search(line)
         if entry:
             current = entry.group(1)
-        used = _REGISTERS.search(line)
-        if used and current is not None:
-            registers[current] = int(used.group(1))
+        match = pattern.search(line)
+        if match and current is not None:
+            found[current] = tuple(int(g) for g in match.groups())
             current = None
-    return registers
+    return found
+
+
+def ptxas_registers(text):
+    """{kernel: registers per thread} from ``ptxas -v`` output."""
+    return {kernel: used for kernel, (used,) in _per_kernel(text, _REGISTERS).items()}
 
 
 def ptxas_report(text):
     """{kernel: (spill store bytes, spill load bytes)} from ``ptxas -v`` output."""
-    report, current = {}, None
-    for line in text.splitlines():
-        entry = _ENTRY.search(line)
-        if entry:
-            current = entry.group(1)
-        spills = _SPILLS.search(line)
-        if spills and current is not None:
-            report[current] = (int(spills.group(1)), int(spills.group(2)))
-            current = None
-    return report
+    return _per_kernel(text, _SPILLS)
 
 
 def test_ptxas_report_parser_sees_spills():

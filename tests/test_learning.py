@@ -24,6 +24,7 @@ from drawing.learner import BackgroundLearner, Learner
 from drawing.person import draw_style
 from drawing.predictor import Predictor
 from nn.serialize import load_model, save_model
+from digits import write_digits
 from reference import assert_trees_close
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,12 +109,7 @@ def _until(done, seconds=30):
 
 
 def _tiny_mnist(folder):
-    rng = np.random.default_rng(0)
-    path = folder / "mnist.npz"
-    np.savez(path, x_train=rng.integers(0, 256, (300, 28, 28), dtype=np.uint8),
-             y_train=rng.integers(0, 10, 300, dtype=np.uint8),
-             x_test=rng.integers(0, 256, (40, 28, 28), dtype=np.uint8), y_test=rng.integers(0, 10, 40, dtype=np.uint8))
-    return path
+    return write_digits(folder / "digits", 300, 40)
 
 
 def _gui(*args):

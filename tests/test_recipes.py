@@ -53,11 +53,7 @@ def test_an_unknown_recipe_is_one_line_exit_2():
 def test_augment_cost_times_plain_and_augmented_epochs(tmp_path):
     from benchmarks.augment_cost import epoch_seconds
 
-    rng = np.random.default_rng(0)
-    data = tmp_path / "mnist.npz"
-    np.savez(data, x_train=rng.integers(0, 256, (5200, 28, 28), dtype=np.uint8),
-             y_train=rng.integers(0, 10, 5200, dtype=np.uint8),
-             x_test=rng.integers(0, 256, (10, 28, 28), dtype=np.uint8), y_test=rng.integers(0, 10, 10, dtype=np.uint8))
+    data = write_digits(tmp_path / "digits", 5200, 10)
     for augment in ("none", "elastic"):
         assert epoch_seconds("numpy", "8", augment, 2, str(data)) > 0
 
@@ -65,11 +61,7 @@ def test_augment_cost_times_plain_and_augmented_epochs(tmp_path):
 def test_the_busy_benchmark_times_idle_and_busy_and_stops_its_load(tmp_path, monkeypatch):
     import benchmarks.busy as busy
 
-    rng = np.random.default_rng(1)
-    data = tmp_path / "mnist.npz"
-    np.savez(data, x_train=rng.integers(0, 256, (5200, 28, 28), dtype=np.uint8),
-             y_train=rng.integers(0, 10, 5200, dtype=np.uint8),
-             x_test=rng.integers(0, 256, (10, 28, 28), dtype=np.uint8), y_test=rng.integers(0, 10, 10, dtype=np.uint8))
+    data = write_digits(tmp_path / "digits", 5200, 10)
     loads = []
     start = busy.start_busy_loop
     monkeypatch.setattr(busy, "start_busy_loop", lambda: loads.append(start()) or loads[-1])
