@@ -497,3 +497,35 @@ def test_an_unsynchronised_sum_loses_updates_only_in_race_mode(races):
     kernels.act_backward(dz, db, da, z, z.copy(), step_scalars(), "linear", block=(32, 8))()
     lost = np.abs(np.float64(db) - np.float64(da).sum(axis=0)).max() > 1e-3
     assert lost == races
+
+
+# The edge-value checks, each shown to fail on the bug of its kind (planted in a scratch build).
+PLANTED_EDGE_BUGS = {
+    "dropout keeps u == keep": ("xpnet.cuh", "uniform_from_counter(key, counter) < keep_prob ? inv_keep",
+                                "uniform_from_counter(key, counter) <= keep_prob ? inv_keep",
+                                test_fused_dropout_boundary_uses_float32_comparison),
+    "a lane's ties take the later class": ("losses.cu", "if (z[k] > best) { best = z[k];",
+                                           "if (z[k] >= best) { best = z[k];",
+                                           test_argmax_ties_a_lane_apart_or_a_warp_apart_take_the_first_index),
+}
+
+
+@pytest.mark.parametrize("bug", PLANTED_EDGE_BUGS)
+def test_the_edge_value_checks_fail_on_a_planted_bug(bug, tmp_path, monkeypatch):
+    import shutil
+
+    import backends.cupy_kernels as cupy_kernels
+    from cuda_on_cpu import build_library
+
+    name, old, new, check = PLANTED_EDGE_BUGS[bug]
+    folder = tmp_path / "cuda"
+    shutil.copytree(cupy_kernels.KERNEL_DIR, folder)
+    text = (folder / name).read_text()
+    assert old in text
+    (folder / name).write_text(text.replace(old, new))
+    import cuda_on_cpu
+
+    monkeypatch.setattr(cuda_on_cpu, "KERNEL_DIR", folder)
+    kernels = Kernels(EmulatedModule(build_library(), thread_order="forward", poison="nan", seed=7))
+    with pytest.raises(AssertionError):
+        check(kernels)
