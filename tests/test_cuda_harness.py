@@ -236,7 +236,12 @@ def test_broken_thread_leaving_before_a_barrier_is_caught():
 
 def test_every_planted_mutation_still_matches_the_code_it_mutates():
     """The mutation script's list (python -m tests.cuda_on_cpu.mutate) cannot rot unnoticed."""
-    from cuda_on_cpu.mutate import MUTATIONS, stale
+    import os
+
+    from cuda_on_cpu.mutate import MUTANT_ENV, MUTATIONS, stale
+
+    if os.environ.get(MUTANT_ENV):
+        pytest.skip("a mutation is planted in this copy: its text is missing on purpose")
 
     assert stale() == []
     assert sum(not m.speed_only for m in MUTATIONS) >= 40

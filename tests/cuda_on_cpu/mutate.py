@@ -10,22 +10,26 @@ rate is caught / planted. Mutations that cost only speed are listed apart:
 no numeric test can see them, only the compile checks (the PTX lint for
 double precision) can.
 
-    uv run python -m tests.cuda_on_cpu.mutate              # every mutation, about half an hour on 2 cores
+    uv run python -m tests.cuda_on_cpu.mutate --jobs 2     # every mutation, two at a time: about 40 minutes on 2 cores
     uv run python -m tests.cuda_on_cpu.mutate --only 3,17  # a few, by number
     uv run python -m tests.cuda_on_cpu.mutate --list       # the list, nothing run
 """
 
 import argparse
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# Set while a mutation is planted: the check that the list matches the code skips itself then.
+MUTANT_ENV = "XPNET_MUTANT"
 TESTS = ("tests/test_cuda_harness.py", "tests/test_cuda_kernels.py", "tests/test_cupy_glue.py",
          "tests/test_cuda_compile.py")
 
@@ -217,9 +221,9 @@ def plant(folder, mutation):
     return text
 
 
-def run_tests(folder, timeout):
-    """True when the CUDA tests fail (the mutation is caught)."""
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+def run_tests(folder, timeout, mutant=""):
+    """(True when the CUDA tests fail, i.e. the mutation is caught; the first failure)."""
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", MUTANT_ENV: mutant}
     try:
         result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *TESTS],
                                 cwd=folder, capture_output=True, text=True, timeout=timeout, env=env)
@@ -236,7 +240,8 @@ def main(argv=None):
     p.add_argument("--only", default=None, metavar="N,N", help="numbers of the mutations to run (default: all)")
     p.add_argument("--list", action="store_true", help="print the mutations and stop")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
-    p.add_argument("--timeout", type=int, default=600, help="seconds for one test run")
+    p.add_argument("--timeout", type=int, default=900, help="seconds for one test run")
+    p.add_argument("--jobs", type=int, default=1, help="mutations tested at once, each in a copy of its own")
     args = p.parse_args(argv)
     if stale():
         raise SystemExit("mutations whose text is not in their file exactly once (update the list): "
@@ -249,24 +254,37 @@ def main(argv=None):
         for n, m in numbered:
             print(f"{n:3d} {'speed ' if m.speed_only else ''}{m.path}: {m.what}")
         return 0
-    results = []
     with tempfile.TemporaryDirectory(prefix="xpnet-mutate-") as tmp:
-        folder = Path(tmp)
-        scratch_copy(folder)
-        caught, why = run_tests(folder, args.timeout)
+        folders = [Path(tmp) / f"copy{j}" for j in range(args.jobs)]
+        for folder in folders:
+            scratch_copy(folder)
+        caught, why = run_tests(folders[0], args.timeout)
         if caught:
             raise SystemExit(f"the CUDA tests fail before any mutation ({why}): fix them first")
-        for n, mutation in numbered:
-            started = time.perf_counter()
-            original = plant(folder, mutation)
+        free = queue.Queue()
+        for folder in folders:
+            free.put(folder)
+
+        def one(item):
+            n, mutation = item
+            folder = free.get()
             try:
-                caught, why = run_tests(folder, args.timeout)
+                started = time.perf_counter()
+                original = plant(folder, mutation)
+                try:
+                    caught, why = run_tests(folder, args.timeout, mutant=str(n))
+                finally:
+                    (folder / mutation.path).write_text(original)
             finally:
-                (folder / mutation.path).write_text(original)
-            results.append({"number": n, "path": mutation.path, "what": mutation.what, "speed_only": mutation.speed_only,
-                            "caught": caught, "by": why, "seconds": round(time.perf_counter() - started, 1)})
+                free.put(folder)
+            row = {"number": n, "path": mutation.path, "what": mutation.what, "speed_only": mutation.speed_only,
+                   "caught": caught, "by": why, "seconds": round(time.perf_counter() - started, 1)}
             print(f"{n:3d} {'caught  ' if caught else 'SURVIVED'} {mutation.path}: {mutation.what}"
                   f"{'  [speed only]' if mutation.speed_only else ''}  ({why[:90]})", flush=True)
+            return row
+
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            results = list(pool.map(one, numbered))
     for label, rows in (("bugs", [r for r in results if not r["speed_only"]]),
                         ("speed-only", [r for r in results if r["speed_only"]])):
         if rows:
