@@ -10,6 +10,13 @@ RATIO_GOALS = (
     ("NumPy one-digit inference", "numpy", "infer_one_ratio_to_torch", 0.3),
 )
 ACCURACY_GOALS = ((5, 0.98), (15, 0.983))
+# Issue 15's goals: (what, variant, the row's ratio key or a sweep width, limit).
+CPU_GOALS = (
+    ("NumPy epoch", "numpy", "epoch_ratio_to_torch", 0.6),
+    ("NumPy epoch at hidden width 4096", "numpy", 4096, 1.0),
+    ("NumPy one-digit inference", "numpy", "infer_one_ratio_to_torch", 0.6),
+    ("JAX whole-epoch scan", "jax", "epoch_ratio_to_torch", 0.4),
+)
 # Issue 6's goals for the JAX epoch: ratio to the reference row, and to the arithmetic limit.
 JAX_EPOCH_GOAL = 0.35
 ARITHMETIC_LIMIT_GOAL = 1.5
@@ -204,6 +211,25 @@ def goals_section(doc):
     return "\n".join(lines)
 
 
+def cpu_goals_section(doc):
+    """Issue 15: the NumPy backend (and the JAX scan) against PyTorch eager, ratios of this run."""
+    by_name = {r["variant"]: r for r in doc["rows"] if r["status"] == "ok"}
+    lines = [f"## Goals of issue 15 (ratio to {REFERENCE} in this run)", ""]
+    for what, name, key, limit in CPU_GOALS:
+        if isinstance(key, int):  # a width of the sweep: this row's epoch over the reference row's
+            widths = {n: {p["sizes"][1]: p["epoch_seconds"] for p in by_name[n]["sweep"]["width"]}
+                      for n in (name, REFERENCE) if by_name.get(n, {}).get("sweep")}
+            value = (widths[name][key] / widths[REFERENCE][key]
+                     if len(widths) == 2 and all(key in w for w in widths.values()) else None)
+        else:
+            value = by_name.get(name, {}).get(key)
+        verdict = "not measured" if value is None else ("met" if value <= limit else "not met")
+        lines.append(f"- {what} ≤ {limit}× {REFERENCE}: {_ratio(value)}, {verdict}")
+    lines.append("- the optimizer's share of a step and a busy machine: `python -m benchmarks.step_split`, "
+                 "`python -m benchmarks.busy`")
+    return "\n".join(lines)
+
+
 def epoch_flops(doc, exact=True):
     """FLOPs of one timed epoch: training on every training image plus the validation forward.
 
@@ -271,6 +297,6 @@ def markdown(doc):
         f"{cfg['counts']['train']:,} train / {cfg['counts']['val']:,} validation / {cfg['counts']['test']:,} test "
         "images. Each variant and phase ran in a process of its own, one after another.",
     ]
-    sections = [speed_section(doc), accuracy_section(doc), sweep_section(doc), goals_section(doc), jax_goals_section(doc),
-                setup_section(doc)]
+    sections = [speed_section(doc), accuracy_section(doc), sweep_section(doc), goals_section(doc),
+                jax_goals_section(doc), cpu_goals_section(doc), setup_section(doc)]
     return "\n\n".join(["\n".join(header), *sections]) + "\n"
