@@ -18,13 +18,14 @@ import time
 import numpy as np
 
 
-def simulate(be, model, params, data, style="long-flag 1", lessons=50, seed=5):
-    """The figures of one simulated person; ``data`` an nn.data Dataset (MNIST)."""
+def simulate(be, model, params, data, style="long-flag 1", lessons=50, seed=5, **settings):
+    """The figures of one simulated person; ``data`` an nn.data Dataset (MNIST); ``settings``: Learner's
+    steps, yours, replay_per_batch, lr."""
     from drawing.learner import CHECK_SIZE, Learner
     from drawing.person import STYLES, draw_style
 
     learner = Learner(be, model, params, (data.x_train, data.y_train),
-                      (data.x_test[:CHECK_SIZE], data.y_test[:CHECK_SIZE]))
+                      (data.x_test[:CHECK_SIZE], data.y_test[:CHECK_SIZE]), **settings)
     rng = np.random.default_rng(99)
     others = np.stack([draw_style(style, rng)[0] for _ in range(100)]).reshape(100, -1)
     digit = STYLES[style][0]
@@ -48,6 +49,8 @@ def simulate(be, model, params, data, style="long-flag 1", lessons=50, seed=5):
         "lessons_read_right_before_learning": learner.progress.right_before,
         "mnist_test_start": mnist_start, "mnist_test_end": read_right(data.x_test, data.y_test),
         "seconds_per_lesson": seconds,
+        "settings": {"steps": learner.steps, "yours": learner.yours_per_batch,
+                     "replay_per_batch": learner.replay_per_batch, "lr": learner.lr},
     }
 
 
@@ -59,6 +62,13 @@ def main(argv=None):
     p.add_argument("--model", default="model.npz", metavar="PATH", help="the model to start from (train.py's)")
     p.add_argument("--lessons", type=positive_int, default=50, help="lessons in all")
     p.add_argument("--style", default="long-flag 1", help="a style of drawing.person.STYLES")
+    from cli.flags import positive_float
+    from drawing.learner import LR, REPLAY, STEPS, YOURS
+
+    p.add_argument("--steps", type=positive_int, default=STEPS, help="training steps per lesson")
+    p.add_argument("--yours", type=positive_int, default=YOURS, help="of each batch: your drawings")
+    p.add_argument("--replay", type=positive_int, default=REPLAY, help="of each batch: MNIST images")
+    p.add_argument("--lr", type=positive_float, default=LR, help="Adam's learning rate")
     add_data_flag(p)
     args = p.parse_args(argv)
     check_json(args)
@@ -71,8 +81,10 @@ def main(argv=None):
         raise XpnetError(f"--style {args.style!r}: choose one of {', '.join(STYLES)}")
     model, params = load_model(args.model)
     be = get_backend("numpy")
-    r = simulate(be, model, params, load_mnist(args.data), args.style, args.lessons)
-    print(f"simulated person: {r['style']}, {r['lessons']} lessons, model {args.model}, {be.device_description()}")
+    r = simulate(be, model, params, load_mnist(args.data), args.style, args.lessons, steps=args.steps,
+                 yours=args.yours, replay_per_batch=args.replay, lr=args.lr)
+    print(f"simulated person: {r['style']}, {r['lessons']} lessons, model {args.model}, {be.device_description()}; "
+          f"per lesson {args.steps} steps of {args.yours} yours + {args.replay} MNIST, Adam {args.lr:g}")
     print("other drawings of the style read right, after 0..10 lessons: "
           + ", ".join(f"{a:.0%}" for a in r["style_read_right_after_lessons"]))
     print(f"after {r['lessons']} lessons: {r['style_read_right_at_the_end']:.0%}; each lesson's drawing read right "

@@ -55,9 +55,11 @@ class Progress:
 
 
 class Learner:
-    def __init__(self, be, model, params, replay, check, *, seed=0, augment=None):
+    def __init__(self, be, model, params, replay, check, *, seed=0, augment=None, steps=STEPS, yours=YOURS,
+                 replay_per_batch=REPLAY, lr=LR):
         """``replay``: MNIST training (x, y), host float32 / int; ``check``: the test (x, y) subset scored."""
         self.be, self.model, self.seed = be, model, seed
+        self.steps, self.yours_per_batch, self.replay_per_batch, self.lr = steps, yours, replay_per_batch, lr
         self.augment = augment or Augment("elastic")
         self.optimizer = nn.Adam()
         self.params = [{k: be.owned(be.asarray(v)) for k, v in layer.items()} for layer in params]
@@ -102,11 +104,11 @@ class Learner:
         x_all, y_all = self._data()
         lesson = self.progress.lessons
         rng = np.random.default_rng([self.seed, lesson])
-        for k in range(STEPS):
-            yours = self.n_replay + np.append(rng.integers(0, self.yours, YOURS - 1), self.yours - 1)
-            idx = np.concatenate([yours, rng.integers(0, self.n_replay, REPLAY)]).astype(np.int32)
+        for k in range(self.steps):
+            yours = self.n_replay + np.append(rng.integers(0, self.yours, self.yours_per_batch - 1), self.yours - 1)
+            idx = np.concatenate([yours, rng.integers(0, self.n_replay, self.replay_per_batch)]).astype(np.int32)
             self.params, self.state, _, _ = self.step(self.params, self.state, x_all, y_all, self.be.asarray(idx),
-                                                      LR, lesson * STEPS + k)
+                                                      self.lr, lesson * self.steps + k)
         p = self.progress
         self.progress = Progress(p.lessons + 1, p.right_before + right, self.mnist_accuracy(), p.mnist_start,
                                  p.version + 1)
