@@ -410,6 +410,17 @@ def test_begin_step_and_gather_pad_a_partial_batch(kernels):
     assert not x[2:].any() and not y[2:].any()
 
 
+@pytest.mark.parametrize("count, block", [(700, 256), (97, 32)])
+def test_begin_step_copies_a_batch_of_several_blocks(kernels, count, block):
+    """A batch larger than one block (batch 1024 on a GPU is 4 blocks): every index is copied."""
+    idx = np.random.default_rng(count).permutation(5 * count)[:count].astype(np.int32)
+    batch_idx = np.full(count, -1, np.int32)
+    step_f32, step_u32 = np.zeros(1, np.float32), np.zeros(4, np.uint32)
+    kernels.begin_step(step_f32, step_u32, batch_idx, idx, 0.5, 7, 0, block=block)()
+    np.testing.assert_array_equal(batch_idx, idx)
+    assert step_u32[1] == count
+
+
 # -- augment.cu --------------------------------------------------------------------------------
 AUGMENTS = {
     "elastic": dict(kind="elastic"),
