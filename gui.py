@@ -21,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cli.flags import Parser
+from cli.flags import Parser, seed_value
 
 DEFAULT_MODEL = "model.npz"  # what train.py writes by default
 DEMO_DIGITS = ("1", "2", "3", "4", "5", "7", "9", "1-flag")  # drawing.demo.DIGITS, listed so --help never imports pygame
@@ -59,7 +59,7 @@ def build_parser():
     learn.add_argument("--data", default=None, metavar="PATH",
                        help="MNIST, replayed while learning so the model does not forget "
                             "(default: $MNIST_DATA, else download and cache)")
-    learn.add_argument("--seed", type=int, default=0, help="seeds the lessons: the same lessons, the same weights")
+    learn.add_argument("--seed", type=seed_value, default=0, help="seeds the lessons: the same lessons, the same weights")
     return p
 
 
@@ -68,6 +68,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.fps < 1:
         parser.error(f"--fps {args.fps} must be a whole number >= 1")
+    if args.learn_out is not None and not args.learn:
+        parser.error(f"--learn-out {args.learn_out} needs --learn (it is where learning saves the adapted model)")
     if args.screenshot is not None:
         from cli.paths import check_writable_file
 

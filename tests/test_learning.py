@@ -141,8 +141,9 @@ def test_gui_learn_teaches_the_demo_and_saves_beside_the_model_without_touching_
 @pytest.mark.parametrize("args, words", [
     (["--learn-out", "{model}"], ["--learn-out", "--model", "destroy"]),
     (["--model", "{missing}"], ["--learn needs a model", "not found"]),
+    (["--seed", "-1"], ["--seed"]),
 ])
-def test_learn_refuses_what_would_lose_a_file_in_one_line(tmp_path, args, words):
+def test_learn_refuses_bad_settings_and_what_would_lose_a_file_in_one_line(tmp_path, args, words):
     model = tmp_path / "model.npz"
     save_model(model, MODEL, MODEL.init_params(0))
     filled = [a.format(model=model, missing=tmp_path / "none.npz") for a in args]
@@ -170,3 +171,9 @@ def test_a_simulated_persons_style_is_learned_in_ten_lessons_and_mnist_is_not_fo
     assert r["style_read_right_after_lessons"][10] >= 0.9, r
     assert r["style_read_right_at_the_end"] >= 0.9, r
     assert r["mnist_test_end"] >= r["mnist_test_start"] - 0.005, r
+
+
+def test_learn_out_without_learn_is_one_line(tmp_path):
+    result = _gui("--learn-out", tmp_path / "m.npz")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"gui.py: error: --learn-out {tmp_path / 'm.npz'} needs --learn (it is where learning saves the adapted model) (see --help)"]
