@@ -85,9 +85,5 @@ class BlasThreads:
         self.blas = ThreadpoolController().select(user_api="blas")
 
     def set(self, threads):
-        """Set the count for the rest of the process."""
+        """Set the count for the rest of the process (threadpoolctl's limiter, never restored)."""
         self.blas.limit(limits=threads)
-
-    def limit(self, threads):
-        """A context manager: ``threads`` inside, the previous count after (about 6 us each way)."""
-        return self.blas.limit(limits=threads)
