@@ -401,8 +401,8 @@ def test_begin_step_and_gather_pad_a_partial_batch(kernels):
     step_f32, step_u32 = np.zeros(1, np.float32), np.zeros(4, np.uint32)
     batch_idx = np.arange(rows, dtype=np.int32)  # stale indices from an earlier step
     idx = order[48:]  # the last, partial batch: 2 of 16 rows
-    kernels.begin_step(step_f32, step_u32, batch_idx, idx, 0.125, 2**32 + 9, 3)()
-    assert step_f32[0] == np.float32(0.125) and list(step_u32[:3]) == [9, 2, 3]
+    kernels.begin_step(step_f32, step_u32, batch_idx, idx, 0.125, 2**32 + 70_009, 3)()
+    assert step_f32[0] == np.float32(0.125) and list(step_u32[:3]) == [70_009, 2, 3]  # 32 bits, not 16
     x, y = np.full((rows, 13), np.nan, np.float32), np.full(rows, -1, np.int32)
     kernels.gather_batch(x, y, x_all, y_all, batch_idx, step_u32, block=64)()
     np.testing.assert_array_equal(x[:2], x_all[idx])

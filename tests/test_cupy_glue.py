@@ -125,6 +125,26 @@ def test_graph_replay_equals_plain_launches_bit_for_bit():
     assert [h["train_loss"] for h in history_graph] == [h["train_loss"] for h in history_plain]
 
 
+def test_each_steps_loss_stays_readable_after_later_steps():
+    """The result ring: a loss and a correct count handed out stay what they were while the next steps run
+    (nn.fit sums them at once, but a caller may keep them)."""
+    model, optimizer = nn.MLP(sizes=(13, 6, 5)), nn.Adam()
+    x, y = blobs(n=40, features=13, classes=5)
+    results = {}
+    for be in (get_backend("numpy"), emulated_backend()):
+        xd, yd = be.asarray(x), be.asarray(y)
+        params, state = be.tree_asarray(model.init_params(0)), be.place(optimizer.init(model.init_params(0)))
+        step, kept = be.make_train_step(model, optimizer, seed=0), []
+        for i in range(4):
+            idx = be.asarray(np.arange(8 * i, 8 * i + 8, dtype=np.int32))
+            params, state, loss, correct = step(params, state, xd, yd, idx, 0.01, i)
+            kept.append((loss, correct))
+        results[be.name] = [(float(be.to_host(loss)), int(be.to_host(correct))) for loss, correct in kept]
+    assert len({loss for loss, _ in results["cupy"]}) == 4
+    for (got, hits), (want, want_hits) in zip(results["cupy"], results["numpy"]):
+        assert got == pytest.approx(want, rel=1e-5) and hits == want_hits
+
+
 def test_an_allocation_inside_the_captured_step_is_caught(caplog):
     """Prove the check can fail: a plan that allocates cannot be captured."""
     be = emulated_backend()

@@ -146,8 +146,9 @@ MUTATIONS = (
       "    penalty_partials[2 * blockIdx.x + 1] += square_sum;\n",
       "penalty partials summed by a plain += from every thread (needs an atomic)"),
     # sgemm.cu
-    M(K + "sgemm.cu", "            value = 0.0f;\n            if (gn < N", "            if (gn < N",
-      "B's edge not zero-filled (A's value leaks in)"),
+    # (Not listed: dropping B's `value = 0.0f` before its edge load is an equivalent mutant. A's slice
+    # is zero past K and columns past N are never stored, so what leaks into B's padding multiplies 0.)
+    M(K + "sgemm.cu", "if (gn < N && gk2 < K) value", "if (gn < N) value", "B read past K at the edge"),
     M(K + "sgemm.cu", "if (gm < M && gk < K) value", "if (gm < M) value", "A read past K at the edge"),
     M(K + "sgemm.cu", "        }\n        __syncthreads();\n    }\n", "        }\n    }\n",
       "next slice overwrites the tiles while others still read them (missing barrier)"),
@@ -188,11 +189,12 @@ MUTATIONS = (
     # speed only: no number changes
     M(K + "xpnet.cuh", "#define XPNET_LEAKY_SLOPE 0.01f", "#define XPNET_LEAKY_SLOPE 0.01",
       "a double literal: leaky ReLU computed in double", speed_only=True),
-    M(K + "losses.cu", "const float p = expf(z[k] - zmax) / sum;\n                         dz[k] = (p",
-      "const float p = exp(z[k] - zmax) / sum;\n                         dz[k] = (p",
-      "exp instead of expf in the cross-entropy", speed_only=True),
-    M(K + "optimizers.cu", "(sqrtf(vi * v_scale) + eps)", "((float)sqrt(vi * v_scale) + eps)",
-      "Adam's square root in double", speed_only=True),
+    # (exp for expf and sqrt for sqrtf are no such bug: CUDA's float overloads take a float argument.)
+    M(K + "xpnet.cuh", "return z >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);",
+      "return z >= 0.0f ? 1.0 / (1.0f + e) : e / (1.0f + e);", "a double literal: sigmoid divided in double",
+      speed_only=True),
+    M(K + "optimizers.cu", "const float t = adam_t[0] + 1.0f;", "const float t = adam_t[0] + 1.0;",
+      "a double literal: Adam's step count in double", speed_only=True),
     M(K + "sgemm.cu", "#define SGEMM_PITCH (SGEMM_TILE + 1)", "#define SGEMM_PITCH (SGEMM_TILE)",
       "sgemm tiles without the padding column (bank conflicts)", speed_only=True),
 )
