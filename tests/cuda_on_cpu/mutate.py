@@ -193,8 +193,8 @@ MUTATIONS = (
     M(K + "xpnet.cuh", "return z >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);",
       "return z >= 0.0f ? 1.0 / (1.0f + e) : e / (1.0f + e);", "a double literal: sigmoid divided in double",
       speed_only=True),
-    M(K + "optimizers.cu", "const float t = adam_t[0] + 1.0f;", "const float t = adam_t[0] + 1.0;",
-      "a double literal: Adam's step count in double", speed_only=True),
+    M(K + "losses.cu", "(l1 * abs_sum + 0.5f * l2 * square_sum)", "(l1 * abs_sum + 0.5 * l2 * square_sum)",
+      "a double literal: the L2 penalty in double", speed_only=True),
     M(K + "sgemm.cu", "#define SGEMM_PITCH (SGEMM_TILE + 1)", "#define SGEMM_PITCH (SGEMM_TILE)",
       "sgemm tiles without the padding column (bank conflicts)", speed_only=True),
 )
