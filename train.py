@@ -396,7 +396,7 @@ def main(argv=None):
     metrics = {
         "backend": be.name,
         "device": be.device_description(),
-        **({"blas_threads": be.threads} if getattr(be, "threads", None) else {}),
+        **({"blas_threads": be.threads} if be.threads else {}),
         "grad": grad,
         "epoch_mode": epoch_mode,
         "test_accuracy": test_accuracy,

@@ -27,6 +27,8 @@ class Backend:
     # their own buffers (the optimizer's update_in_place); a compiler (XLA)
     # fuses the functional update instead.
     updates_in_place = False
+    # CPU threads of the matrix products, where the backend chooses them (use_threads); None elsewhere.
+    threads = None
 
     @classmethod
     def unavailable_reason(cls):

@@ -13,9 +13,8 @@ class NumpyBackend(Backend):
     name = "numpy"
     xp = numpy
     updates_in_place = True
-    # BLAS threads: None leaves the process's setting alone (a library user's
-    # own choice); use_threads chooses them for the training steps.
-    threads = None
+    # threads stays None until use_threads: the process's BLAS setting (a library
+    # user's own choice) is left alone.
 
     def use_threads(self, count=None):
         """Train on ``count`` BLAS threads (None: as many as there are cores free now).

@@ -19,6 +19,7 @@ never waits for it (``poll``).
 import copy
 import queue
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,9 @@ REPLAY = 56  # ... and MNIST training images
 LR = 3e-4  # Adam, constant
 CHECK_SIZE = 1000  # MNIST test images scored after each lesson
 CAPACITY = 2000  # the person's drawings kept for replay
+# Lessons that U can take back: each keeps a copy of the weights and Adam's two moments
+# (2.8 MB for the default model), so a long session does not grow without bound.
+UNDO_DEPTH = 20
 
 
 @dataclass
@@ -77,7 +81,7 @@ class Learner:
         self.check = check
         self.progress = Progress()
         self.progress.mnist = self.progress.mnist_start = self.mnist_accuracy()
-        self._undo = []
+        self._undo = deque(maxlen=UNDO_DEPTH)
 
     def digits(self, x):
         """The digits the model reads now in ``x`` (n, 784), on the host."""
@@ -115,7 +119,8 @@ class Learner:
         return self.progress
 
     def undo(self):
-        """Back to the weights before the last lesson; False when there is none."""
+        """Back to the weights before the last lesson; False when there is none (or it is
+        more than UNDO_DEPTH lessons back)."""
         if not self._undo:
             return False
         params, state, progress = self._undo.pop()

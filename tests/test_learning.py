@@ -177,3 +177,20 @@ def test_learn_out_without_learn_is_one_line(tmp_path):
     result = _gui("--learn-out", tmp_path / "m.npz")
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         f"gui.py: error: --learn-out {tmp_path / 'm.npz'} needs --learn (it is where learning saves the adapted model) (see --help)"]
+
+
+def test_undo_reaches_back_undo_depth_lessons_and_no_further():
+    from drawing.learner import UNDO_DEPTH
+
+    learner = tiny_learner()
+    lessons = drawings(UNDO_DEPTH + 2)
+    for image, digit in lessons[:2]:
+        learner.lesson(image, digit)
+    kept = learner.host_params()
+    for image, digit in lessons[2:]:
+        learner.lesson(image, digit)
+    undone = 0
+    while learner.undo():
+        undone += 1
+    assert undone == UNDO_DEPTH and learner.progress.lessons == 2
+    assert_trees_close(learner.host_params(), kept, exact=True)

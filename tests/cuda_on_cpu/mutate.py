@@ -245,9 +245,10 @@ def main(argv=None):
     p.add_argument("--timeout", type=int, default=900, help="seconds for one test run")
     p.add_argument("--jobs", type=int, default=1, help="mutations tested at once, each in a copy of its own")
     args = p.parse_args(argv)
-    if stale():
+    outdated = stale()
+    if outdated:
         raise SystemExit("mutations whose text is not in their file exactly once (update the list): "
-                         + "; ".join(m.what for m in stale()))
+                         + "; ".join(m.what for m in outdated))
     numbered = list(enumerate(MUTATIONS, 1))
     if args.only:
         wanted = {int(n) for n in args.only.split(",")}
