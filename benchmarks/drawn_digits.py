@@ -17,6 +17,8 @@ report the test one.
 
 import numpy as np
 
+from nn.preprocess import STROKE_RANGE
+
 CANVAS = 392  # gui.py's canvas side (drawing.layout)
 # Ranges of the pen and the hand: rotation and shear as people slant, the
 # size from 40% of the canvas to nearly all of it, the brush 0.7-1.3 times
@@ -110,15 +112,17 @@ def draw_skeleton(skeleton, rng, side=CANVAS, hand=HAND):
     return canvas
 
 
-def make_drawn_set(x_digits, y_digits, n=5000, seed=0, thin_factor=THIN_FACTOR, hand=HAND):
-    """(x float32 (n, 784) after gui.py's preprocessing, y int32 (n,)): test digits drawn anew."""
+def make_drawn_set(x_digits, y_digits, n=5000, seed=0, thin_factor=THIN_FACTOR, hand=HAND, stroke=STROKE_RANGE):
+    """(x float32 (n, 784) after gui.py's preprocessing, y int32 (n,)): test digits drawn anew.
+
+    ``stroke`` is the preprocessing's pen-width range (None: the width as drawn)."""
     from nn.preprocess import to_mnist
 
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(y_digits), size=min(n, len(y_digits)), replace=False))
     finer = linear_upsampling(28, thin_factor)
     skeletons = thin(finer @ x_digits[chosen].reshape(-1, 28, 28) @ finer.T >= 0.5)
-    drawn = np.stack([to_mnist(draw_skeleton(s, rng, hand=hand)).ravel() for s in skeletons])
+    drawn = np.stack([to_mnist(draw_skeleton(s, rng, hand=hand), stroke=stroke).ravel() for s in skeletons])
     return drawn.astype(np.float32), y_digits[chosen].astype(np.int32)
 
 
@@ -147,6 +151,8 @@ def main(argv=None):
                    help="thin the digits on a grid this many times finer than MNIST's")
     p.add_argument("--undistorted", action="store_true",
                    help="no rotation, shear or stretch, two thirds of the canvas, the brush's own width")
+    p.add_argument("--as-drawn", action="store_true",
+                   help="leave the pen's width as drawn (gui.py brings it into nn.preprocess.STROKE_RANGE)")
     add_data_flag(p)
     args = p.parse_args(argv)
     from nn.data import load_mnist
@@ -161,13 +167,14 @@ def main(argv=None):
     else:
         x_source, y_source = data.x_train[-VALIDATION_SIZE:], data.y_train[-VALIDATION_SIZE:]
     x, y = make_drawn_set(x_source, y_source, args.n, args.seed, args.thin_factor,
-                          STEADY_HAND if args.undistorted else HAND)
+                          STEADY_HAND if args.undistorted else HAND, None if args.as_drawn else STROKE_RANGE)
     rows = []
     for path in args.models:
         mnist, drawn = accuracy(path, x_source, y_source), accuracy(path, x, y)
         rows.append({"model": str(path), f"mnist_{args.digits}_accuracy": mnist, "drawn_accuracy": drawn,
                      "gap_points": 100 * (mnist - drawn), "digits": args.digits, "n_drawn": len(y), "seed": args.seed,
-                     "thin_factor": args.thin_factor, "undistorted": args.undistorted})
+                     "thin_factor": args.thin_factor, "undistorted": args.undistorted,
+                     "stroke_range": None if args.as_drawn else list(STROKE_RANGE)})
         print(f"{path}: MNIST {args.digits} {mnist:.2%}, drawn {drawn:.2%} ({len(y):,} digits), "
               f"gap {100 * (mnist - drawn):.2f} points", flush=True)
     write_json(args, rows)

@@ -3,7 +3,10 @@
 import numpy as np
 import pytest
 
-from nn.preprocess import BOX, CENTRE, SIDE, area_weights, centre_of_mass, fit_box, ink_bbox, to_mnist
+from nn.preprocess import (
+    BOX, CENTRE, SIDE, STROKE_RANGE, area_weights, centre_of_mass, disk_filter, even_stroke, fit_box, ink_bbox,
+    stroke_width, to_mnist,
+)
 
 CANVAS = 392
 
@@ -36,7 +39,7 @@ def test_area_weights_average_the_covered_source_pixels():
 def test_a_square_fills_the_box_and_is_centred(top, left):
     canvas = blank()
     canvas[top : top + 160, left : left + 160] = 1.0
-    out = to_mnist(canvas)
+    out = to_mnist(canvas, stroke=None)
     rows, cols = np.flatnonzero(out.any(axis=1)), np.flatnonzero(out.any(axis=0))
     # A 20x20 block of full ink; its centre of mass (index 9.5 in the block) is
     # half a pixel from 14 either way, a tie that rounds to rows and columns 5..24.
@@ -60,7 +63,7 @@ def test_the_aspect_ratio_is_kept(height, width, columns):
     assert short_side == int(np.ceil(expected_short - 1e-6))
     # Area is conserved in box units: the short side covers exactly 20 * short / long pixels.
     np.testing.assert_allclose(fitted.sum(), BOX * expected_short, rtol=1e-5)
-    np.testing.assert_allclose(to_mnist(canvas).sum(), BOX * expected_short, rtol=1e-5)
+    np.testing.assert_allclose(to_mnist(canvas, stroke=None).sum(), BOX * expected_short, rtol=1e-5)
     partial = expected_short - np.floor(expected_short)
     edge = fitted[:, -1] if tall else fitted[-1, :]
     np.testing.assert_allclose(edge, partial if partial > 1e-6 else 1.0, atol=1e-5)
@@ -82,7 +85,7 @@ def test_the_centre_of_mass_lands_on_pixel_14_14():
     unclipped = 0
     for _ in range(40):
         canvas = _random_blob(rng)
-        out = to_mnist(canvas)
+        out = to_mnist(canvas, stroke=None)
         top, bottom, left, right = ink_bbox(canvas)
         if not np.isclose(out.sum(), fit_box(canvas[top:bottom, left:right]).sum(), rtol=1e-5):
             continue  # a very lopsided blob lost ink over the border, as MNIST digits sometimes do
@@ -102,6 +105,69 @@ def test_where_and_how_big_it_is_drawn_changes_nothing():
     np.testing.assert_allclose(to_mnist(doubled), reference, atol=1e-5)
 
 
+# --- the pen's width ---------------------------------------------------------
+
+
+def ring(side, inner, outer, softness=1.0):
+    """A soft-edged annulus centred on a side x side image: a closed stroke of width outer - inner."""
+    ys, xs = np.mgrid[0:side, 0:side] - (side - 1) / 2
+    distance = np.hypot(ys, xs)
+    middle, half = (inner + outer) / 2, (outer - inner) / 2
+    return np.clip((half - np.abs(distance - middle)) / softness + 0.5, 0, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("width", [3.0, 6.5, 12.0])
+def test_the_stroke_width_of_a_ring_is_its_width(width):
+    # A ring's two edges have length 2 pi r_in and 2 pi r_out; its ink is pi (r_out^2 - r_in^2).
+    assert stroke_width(ring(200, 60, 60 + width)) == pytest.approx(width, rel=0.04)
+    assert stroke_width(np.zeros((5, 5), np.float32)) is None
+
+
+@pytest.mark.parametrize("radius", [1, 2.0, 3.4, 5])
+@pytest.mark.parametrize("reduce", ["erosion", "dilation"])
+def test_the_disk_filter_is_scipys_grey_morphology(radius, reduce):
+    from scipy import ndimage
+
+    image = np.random.default_rng(3).random((23, 31)).astype(np.float32)
+    scipy_filter = ndimage.grey_erosion if reduce == "erosion" else ndimage.grey_dilation
+
+    def reference(r):
+        k = np.arange(-r, r + 1)
+        disk = k[:, None] ** 2 + k[None, :] ** 2 <= r * r
+        return scipy_filter(image, footprint=disk, mode="constant", cval=0.0)
+
+    whole, fraction = int(radius), radius - int(radius)
+    expected = reference(whole) if fraction == 0 else (1 - fraction) * reference(whole) + fraction * reference(whole + 1)
+    got = disk_filter(image, radius, np.minimum if reduce == "erosion" else np.maximum)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("width, expected", [(5.0, STROKE_RANGE[1]), (1.2, STROKE_RANGE[0])])
+def test_a_thick_or_thin_pen_is_brought_to_the_nearest_end_of_the_range(width, expected):
+    # A ring 300 px across drawn with a pen that reduces to `width` px in a 20 px digit.
+    side = 300
+    pen = width * side / BOX
+    drawn = ring(side + 20, side / 2 - pen, side / 2, softness=3.0)
+    digit = to_mnist(drawn)
+    assert stroke_width(digit) == pytest.approx(expected, abs=0.25)
+    assert stroke_width(to_mnist(drawn, stroke=None)) == pytest.approx(width, abs=0.25)
+
+
+def test_a_pen_within_the_range_is_left_as_drawn():
+    drawn = ring(320, 150 - 2.3 * 300 / BOX, 150, softness=3.0)
+    assert even_stroke(drawn) is drawn
+    np.testing.assert_array_equal(to_mnist(drawn), to_mnist(drawn, stroke=None))
+
+
+def test_an_erosion_that_would_delete_thin_strokes_is_not_done():
+    # A thick bar and a hairline: their mean width asks for an erosion that would wipe out the hairline.
+    drawn = blank(200)
+    drawn[20:180, 40:110] = 1.0
+    drawn[20:180, 150:152] = 1.0
+    assert stroke_width(fit_box(drawn[20:180, 40:152])) > STROKE_RANGE[1]
+    assert even_stroke(drawn) is drawn
+
+
 # --- real MNIST ------------------------------------------------------------------
 
 
@@ -119,7 +185,7 @@ def test_an_mnist_digit_blown_up_comes_back_unchanged(mnist):
         if ink_bbox(image) != ink_bbox(image, threshold=1e-9):
             continue
         checked += 1
-        np.testing.assert_allclose(to_mnist(np.kron(image, np.ones((7, 7), np.float32))), image, atol=1e-5)
+        np.testing.assert_allclose(to_mnist(np.kron(image, np.ones((7, 7), np.float32)), stroke=None), image, atol=1e-5)
     assert checked >= 200
 
 
