@@ -5,9 +5,9 @@ exact capsule between two samples (every pixel within ``radius`` of the
 segment) leaves no gaps and no beads, whatever the speed.
 
 The width is MNIST's. Its pen strokes, measured on the 60,000 training
-digits as 2 * ink area / perimeter (the perimeter counted along pixel edges
-of the >= 0.5 mask and corrected by pi / 4, the mean over directions of a
-4-neighbour contour's overcount), have a median width of 2.5 px for a digit
+digits as 2 * ink area / perimeter (``nn.preprocess.stroke_width``: the
+perimeter counted along pixel edges of the >= 0.5 mask and corrected by
+pi / 4, the mean over directions of a 4-neighbour contour's overcount), have a median width of 2.5 px for a digit
 whose longer side is 20 px: an eighth of the digit's height. People fill
 about two thirds of the canvas, so a stroke of 1/8 * 2/3 of the canvas side
 reduces to MNIST's 2.5 px; smaller or larger drawings give the thinner and
