@@ -9,6 +9,7 @@ the same object on every backend.
 import numpy as np
 
 from .errors import XpnetError
+from .flat import FlatTraining
 from .random import permutation_from_key, shuffle_key, uniform_from_counter
 
 
@@ -24,7 +25,7 @@ class Backend:
     # one compiled scan. The first is the default.
     epoch_modes = ("step",)
     # Eager array modules with out= update parameters and optimizer state in
-    # their own buffers (the optimizer's update_in_place); a compiler (XLA)
+    # flat buffers of their own (the optimizer's update_flat); a compiler (XLA)
     # fuses the functional update instead.
     updates_in_place = False
     # CPU threads of the matrix products, where the backend chooses them (use_threads); None elsewhere.
@@ -173,19 +174,30 @@ class Backend:
         return batch
 
     def update_fn(self, model, optimizer, *, seed, grad=None):
-        """``update(params, state, x, y, lr, step_no)``: one step on a gathered batch, the rest of ``step``."""
+        """``update(params, state, x, y, lr, step_no)``: one step on a gathered batch, the rest of ``step``.
+
+        Where the array module updates in place and the optimizer is one of
+        ``nn``'s own (``kind``; a subclass may change the update), the step
+        works on flat buffers (``backends.flat``) and returns views of them,
+        the same views every step: callers that keep a step's parameters copy
+        them (``nn.fit`` does, with ``to_host``).
+        """
         grad = self.check_grad_mode(grad)
         loss_and_grads = self.loss_and_grads_fn(model, grad)
         xp = self.xp
-        scratch = {}  # update_in_place's buffers, made at the first step
+        flat = FlatTraining(xp, model.sizes) if self.updates_in_place and getattr(optimizer, "kind", None) else None
 
         def update(params, state, x, y, lr, step_no):
             masks = model.dropout_masks(self, seed, step_no, x.shape[0], x.dtype)
-            loss, grads, outputs = loss_and_grads(params, x, y, masks)
-            if self.updates_in_place:
-                params, state = optimizer.update_in_place(params, grads, state, lr, scratch)
-            else:
+            if flat is None:
+                loss, grads, outputs = loss_and_grads(params, x, y, masks)
                 params, state = optimizer.update(params, grads, state, lr)
+            else:
+                flat.adopt(params, state)
+                loss, _, outputs = loss_and_grads(flat.params, x, y, masks, out=flat.grads)
+                optimizer.update_flat(flat.flat_params, flat.flat_grads, flat.flat_state, lr, flat.scratch,
+                                      flat.layout.n_weights)
+                params, state = flat.params, flat.state
             correct = xp.sum(xp.argmax(outputs, axis=1) == y)
             return params, state, loss, correct
 

@@ -21,12 +21,12 @@ import logging
 import numpy
 
 from .cupy_kernels import ACTIVATION_CODES, Kernels
+from .flat import FlatLayout
 from .random import _mix32_int
 
 log = logging.getLogger("xpnet")
 
 RING = 4096  # steps whose loss and correct count stay readable
-_ALIGN = 32  # floats: each layer's block starts on a 128-byte boundary
 
 
 def fused_step_unsupported(model, optimizer, augment=None):
@@ -41,33 +41,6 @@ def fused_step_unsupported(model, optimizer, augment=None):
     if augment is not None and augment.active and model.sizes[0] != 784:
         return "augment_f32 distorts 28x28 images only"
     return None
-
-
-class FlatLayout:
-    """Where each layer's ``w`` and ``b`` sit in one flat buffer: weights first."""
-
-    def __init__(self, sizes):
-        self.shapes = list(zip(sizes[:-1], sizes[1:]))
-        offset, self.w_offsets, self.b_offsets = 0, [], []
-        for fan_in, fan_out in self.shapes:
-            self.w_offsets.append(offset)
-            offset = _aligned(offset + fan_in * fan_out)
-        self.n_weights = offset
-        for _, fan_out in self.shapes:
-            self.b_offsets.append(offset)
-            offset = _aligned(offset + fan_out)
-        self.size = offset
-
-    def views(self, flat):
-        """``[{"w": (in, out), "b": (out,)}, ...]`` sharing ``flat``'s memory."""
-        return [
-            {"w": flat[w : w + i * o].reshape(i, o), "b": flat[b : b + o]}
-            for (i, o), w, b in zip(self.shapes, self.w_offsets, self.b_offsets)
-        ]
-
-
-def _aligned(n):
-    return -(-n // _ALIGN) * _ALIGN
 
 
 class FusedTrainStep:

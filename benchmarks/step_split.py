@@ -2,9 +2,10 @@
 
 One step of 784-128-64-10 and of 784-4096-2048-10 (batch 128, Adam with
 weight decay, as train.py trains) split in two: the forward and hand-written
-backward (``MLP.loss_and_grads``), and the optimizer update, the functional
-one (``Adam.update``, a dozen new arrays per parameter) beside the in-place
-one the NumPy backend runs (``Adam.update_in_place``). Median of
+backward (``MLP.loss_and_grads`` writing its gradients into the flat buffer,
+as the NumPy backend runs it), and the optimizer update, the functional one
+(``Adam.update``, a dozen new arrays per parameter) beside the one the NumPy
+backend runs over flat buffers (``Adam.update_flat``). Median of
 ``--repeats`` steps after a warm-up, all in one run.
 """
 
@@ -23,6 +24,7 @@ def _median_ms(fn, repeats):
 
 def split(sizes, batch, repeats):
     import nn
+    from backends.flat import FlatTraining
 
     model = nn.MLP(sizes=sizes)
     rng = np.random.default_rng(0)
@@ -31,14 +33,17 @@ def split(sizes, batch, repeats):
     params = model.init_params(0)
     optimizer = nn.Adam(weight_decay=0.1)
     _, grads, _ = model.loss_and_grads(params, x, y)
-    state, scratch = optimizer.init(params), {}
     functional_state = optimizer.init(params)
+    flat = FlatTraining(np, sizes)
+    flat.adopt(params, optimizer.init(params))
+    model.loss_and_grads(flat.params, x, y, out=flat.grads)
     return {
         "model": "-".join(map(str, sizes)),
-        "forward_backward_ms": _median_ms(lambda: model.loss_and_grads(params, x, y), repeats),
+        "forward_backward_ms": _median_ms(lambda: model.loss_and_grads(flat.params, x, y, out=flat.grads), repeats),
         "update_functional_ms": _median_ms(lambda: optimizer.update(params, grads, functional_state, 1e-3), repeats),
-        "update_in_place_ms": _median_ms(lambda: optimizer.update_in_place(params, grads, state, 1e-9, scratch),
-                                         repeats),
+        "update_flat_ms": _median_ms(lambda: optimizer.update_flat(flat.flat_params, flat.flat_grads, flat.flat_state,
+                                                                   1e-9, flat.scratch, flat.layout.n_weights),
+                                     repeats),
     }
 
 
@@ -52,14 +57,14 @@ def main(argv=None):
     args = p.parse_args(argv)
     check_json(args)
     rows = []
-    print("| model | forward + backward | Adam, functional | Adam, in place | in-place share of the step |")
+    print("| model | forward + backward | Adam, functional | Adam, flat buffers | optimizer share of the step |")
     print("| --- | --- | --- | --- | --- |")
     for sizes in MODELS:
         r = split(sizes, args.batch, max(3, args.repeats // (10 if sizes[1] > 1000 else 1)))
-        r["in_place_share"] = r["update_in_place_ms"] / (r["forward_backward_ms"] + r["update_in_place_ms"])
+        r["optimizer_share"] = r["update_flat_ms"] / (r["forward_backward_ms"] + r["update_flat_ms"])
         rows.append(r)
         print(f"| {r['model']} | {r['forward_backward_ms']:.2f} ms | {r['update_functional_ms']:.2f} ms | "
-              f"{r['update_in_place_ms']:.2f} ms | {r['in_place_share']:.0%} |", flush=True)
+              f"{r['update_flat_ms']:.2f} ms | {r['optimizer_share']:.0%} |", flush=True)
     write_json(args, rows)
     return 0
 

@@ -8,11 +8,17 @@ def dense(x, w, b):
     return x @ w + b
 
 
-def dense_backward(dz, x, w, need_dx=True):
-    """dW = x^T dz, db = sum_n dz, dx = dz W^T (skipped for the input layer)."""
+def dense_backward(dz, x, w, need_dx=True, out=None):
+    """dW = x^T dz, db = sum_n dz, dx = dz W^T (skipped for the input layer).
+
+    ``out``: ``{"w", "b"}`` arrays to write dW and db into (array modules
+    with ``out=``: NumPy, CuPy), so a step allocates no gradient arrays.
+    """
     xp = array_module(dz)
     dx = dz @ w.T if need_dx else None
-    return dx, x.T @ dz, xp.sum(dz, axis=0)
+    if out is None:
+        return dx, x.T @ dz, xp.sum(dz, axis=0)
+    return dx, xp.matmul(x.T, dz, out=out["w"]), xp.sum(dz, axis=0, out=out["b"])
 
 
 def dropout(a, keep_mask, keep_prob):

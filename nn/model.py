@@ -120,18 +120,25 @@ class MLP:
         return loss_fn(ACTIVATIONS[self.output][0](logits), y)
 
     # -- backward -------------------------------------------------------------
-    def loss_and_grads(self, params, x, y, masks=None):
-        """(loss, grads, logits) with grads computed by hand, layer by layer."""
+    def loss_and_grads(self, params, x, y, masks=None, out=None):
+        """(loss, grads, logits) with grads computed by hand, layer by layer.
+
+        ``out``: a gradient tree to write into and return (NumPy, CuPy), as
+        the flat buffers of ``backends.flat`` are; None makes new arrays.
+        """
         logits, cache = self.forward(params, x, masks)
         loss = self._data_loss(logits, y) + self.penalty(params)
         dz = self._output_grad(logits, y)
         keep = 1.0 - self.dropout
-        grads = [None] * len(params)
+        grads = [None] * len(params) if out is None else out
         for i in reversed(range(len(params))):
             a_in = cache[i][0]
-            dx, dw, db = dense_backward(dz, a_in, params[i]["w"], need_dx=i > 0)
+            dx, dw, db = dense_backward(dz, a_in, params[i]["w"], need_dx=i > 0, out=None if out is None else out[i])
             extra = penalty_grad(params[i]["w"], self.reg, self.reg_lambda)
-            grads[i] = {"w": dw if extra is None else dw + extra, "b": db}
+            if out is None:
+                grads[i] = {"w": dw if extra is None else dw + extra, "b": db}
+            elif extra is not None:
+                dw += extra
             if i > 0:
                 _, z, y_act = cache[i - 1]
                 if masks is not None:

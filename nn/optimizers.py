@@ -9,13 +9,15 @@ changes it every step without recompiling anything. Weight decay is
 decoupled (Loshchilov & Hutter): ``w -= lr * weight_decay * w``, applied to
 weights and never to biases.
 
-``update_in_place(params, grads, state, lr, scratch)`` is the same update for
-array modules with ``out=`` (NumPy, CuPy): the same operations in the same
-order, so the same bits, written into the parameter and state arrays with
-three scratch buffers per parameter (two float, one boolean; ``scratch``, a
-dict the first call fills) instead of a dozen new arrays per parameter and
-step. Both set moments that fall below float32's (or float64's) smallest
-normal number to 0: ``_flushed`` says why.
+``update_flat(params, grads, state, lr, scratch, n_weights)`` is the same
+update for array modules with ``out=`` (NumPy, CuPy) on flat buffers
+(``backends.flat``: every parameter in one 1-D array, weights before
+``n_weights``, biases after it, and each moment tree likewise): the same
+operations in the same order, so the same bits, written into the buffers a
+span at a time with three span-sized scratch buffers (two float, one
+boolean; ``scratch``, a dict the first call fills) instead of a dozen new
+arrays per parameter and step. Both set moments that fall below float32's
+(or float64's) smallest normal number to 0: ``_flushed`` says why.
 """
 
 import math
@@ -31,12 +33,21 @@ def _decay(name, param, weight_decay):
     return weight_decay * param if (weight_decay and name == "w") else 0.0
 
 
-def _scratch(xp, params, scratch):
-    """Two buffers shaped like each parameter and a boolean one, made on the first call, kept in ``scratch``."""
-    if "buffers" not in scratch:
-        scratch["buffers"] = [{k: (xp.empty_like(p[k]), xp.empty_like(p[k]), xp.empty(p[k].shape, dtype=bool))
-                               for k in p} for p in params]
-    return scratch["buffers"]
+# The flat update works through its buffers this many numbers at a time, so
+# its dozen passes over a span run in the CPU's cache, not over buffers of up
+# to hundreds of megabytes (README, A NumPy step, split).
+SPAN = 1 << 16
+
+
+def _spans(xp, params, n_weights, scratch):
+    """(slice, weights?, three scratch buffers) for each span of at most SPAN numbers; none straddles n_weights."""
+    if "span" not in scratch:
+        n = min(SPAN, params.shape[0])
+        scratch["span"] = (xp.empty(n, params.dtype), xp.empty(n, params.dtype), xp.empty(n, dtype=bool))
+    for begin, end, weights in ((0, n_weights, True), (n_weights, params.shape[0], False)):
+        for start in range(begin, end, SPAN):
+            stop = min(start + SPAN, end)
+            yield slice(start, stop), weights, [b[: stop - start] for b in scratch["span"]]
 
 
 # Adam flushes its moments every FLUSH_EVERY steps: a subnormal then lives
@@ -125,25 +136,22 @@ class SGD:
         ]
         return new_params, state
 
-    def update_in_place(self, params, grads, state, lr, scratch):
-        xp = array_module(params[0]["w"])
-        buffers = _scratch(xp, params, scratch)
-        for l, (p, g, b) in enumerate(zip(params, grads, buffers)):
-            for k in p:
-                first, second, below = b[k]
-                direction = g[k]
-                if self.momentum:
-                    velocity = state["velocity"][l][k]
-                    velocity *= self.momentum
-                    velocity += g[k]
-                    _flush_in_place(xp, velocity, first, below)
-                    direction = velocity
-                    if self.nesterov:
-                        xp.multiply(velocity, self.momentum, out=second)
-                        second += g[k]
-                        direction = second
-                _step_in_place(xp, p[k], direction, lr, self.weight_decay if k == "w" else 0.0, first)
-        return params, state
+    def update_flat(self, params, grads, state, lr, scratch, n_weights):
+        xp = array_module(params)
+        for span, weights, (first, second, below) in _spans(xp, params, n_weights, scratch):
+            g = grads[span]
+            direction = g
+            if self.momentum:
+                velocity = state["velocity"][span]
+                velocity *= self.momentum
+                velocity += g
+                _flush_in_place(xp, velocity, first, below)
+                direction = velocity
+                if self.nesterov:
+                    xp.multiply(velocity, self.momentum, out=second)
+                    second += g
+                    direction = second
+            _step_in_place(xp, params[span], direction, lr, self.weight_decay if weights else 0.0, first)
 
 
 @dataclass(frozen=True)
@@ -211,37 +219,34 @@ class Adam:
         ]
         return new_params, {"t": t, "m": m, "v": v}
 
-    def update_in_place(self, params, grads, state, lr, scratch):
+    def update_flat(self, params, grads, state, lr, scratch, n_weights):
         b1, b2 = self.beta1, self.beta2
-        xp = array_module(params[0]["w"])
-        buffers = _scratch(xp, params, scratch)
+        xp = array_module(params)
         state["t"] += 1
-        m_scale, v_scale = self.bias_scales(state["t"], params[0]["w"].dtype)
+        m_scale, v_scale = self.bias_scales(state["t"], params.dtype)
         # The step count on the host too, read from the device once: a read every step would wait
         # for the device (CuPy) in the middle of the training loop.
         scratch["t"] = scratch["t"] + 1 if "t" in scratch else int(state["t"])
         now = scratch["t"] % FLUSH_EVERY == 0
-        for p, g, m, v, b in zip(params, grads, state["m"], state["v"], buffers):
-            for k in p:
-                first, second, below = b[k]
-                m[k] *= b1
-                xp.multiply(g[k], 1 - b1, out=first)
-                m[k] += first
-                if now:
-                    _flush_in_place(xp, m[k], first, below)
-                v[k] *= b2
-                xp.multiply(g[k], g[k], out=first)
-                first *= 1 - b2
-                v[k] += first
-                if now:
-                    _flush_in_place(xp, v[k], first, below)
-                xp.multiply(v[k], v_scale, out=first)
-                xp.sqrt(first, out=first)
-                first += self.eps
-                xp.multiply(m[k], m_scale, out=second)
-                xp.divide(second, first, out=second)
-                _step_in_place(xp, p[k], second, lr, self.weight_decay if k == "w" else 0.0, first)
-        return params, state
+        for span, weights, (first, second, below) in _spans(xp, params, n_weights, scratch):
+            g, m, v = grads[span], state["m"][span], state["v"][span]
+            m *= b1
+            xp.multiply(g, 1 - b1, out=first)
+            m += first
+            if now:
+                _flush_in_place(xp, m, first, below)
+            v *= b2
+            xp.multiply(g, g, out=first)
+            first *= 1 - b2
+            v += first
+            if now:
+                _flush_in_place(xp, v, first, below)
+            xp.multiply(v, v_scale, out=first)
+            xp.sqrt(first, out=first)
+            first += self.eps
+            xp.multiply(m, m_scale, out=second)
+            xp.divide(second, first, out=second)
+            _step_in_place(xp, params[span], second, lr, self.weight_decay if weights else 0.0, first)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from backends import XpnetError, get_backend
-from nn import SGD, Adam
+from backends.flat import FlatTraining
+from nn import SGD, Adam, optimizers
 from tests.reference import assert_trees_close, backend_params, tree_f64
 
 LRS = (0.1, 0.05, 0.02)  # a different rate each step: lr is an argument
@@ -163,33 +164,55 @@ def test_invalid_hyperparameters_raise(make):
         make()
 
 
-def _in_place_run(xp, opt, dtype, steps=4):
-    """(functional result, in-place result) of ``steps`` updates from the same start, as host arrays."""
+SIZES = (7, 3, 5)  # PARAMS' layer sizes
+
+
+def _flat_step(opt, flat, grads, lr):
+    """One ``update_flat`` on ``flat`` (a ``backends.flat.FlatTraining``) with a gradient tree copied in."""
+    for view, layer in zip(flat.grads, grads):
+        view["w"][...] = layer["w"]
+        view["b"][...] = layer["b"]
+    opt.update_flat(flat.flat_params, flat.flat_grads, flat.flat_state, lr, flat.scratch, flat.layout.n_weights)
+
+
+def _flat_run(xp, opt, dtype, steps=4):
+    """(functional params and state, flat params and state) after ``steps`` updates from the same start."""
     to = lambda tree: [{k: xp.asarray(a.astype(dtype)) for k, a in layer.items()} for layer in tree]  # noqa: E731
     grads_seq = [to(_tree(20 + i)) for i in range(steps)]
     functional = to(PARAMS)
     state = opt.init(functional)
-    in_place = to(PARAMS)
-    in_place_state = opt.init(in_place)
-    scratch = {}
+    flat = FlatTraining(xp, SIZES)
+    start = to(PARAMS)
+    flat.adopt(start, opt.init(start))
+    views = flat.params
     for i, grads in enumerate(grads_seq):
         lr = 0.05 / (i + 1)
         functional, state = opt.update(functional, grads, state, lr)
-        same, same_state = opt.update_in_place(in_place, grads, in_place_state, lr, scratch)
-        assert same is in_place and same_state is in_place_state  # written where they were
-    return functional, in_place
+        _flat_step(opt, flat, grads, lr)
+        flat.adopt(flat.params, flat.state)  # its own views: nothing copied, the same buffers
+        assert flat.params is views
+    return (functional, state), (flat.params, flat.state)
 
 
+@pytest.mark.parametrize("span", [None, 4], ids=["one-span", "spans-of-4"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("be", backend_params("numpy", "cupy-on-numpy", "cupy"), indirect=True)
-def test_the_in_place_update_gives_the_functional_updates_bits(be, case, dtype):
+def test_the_flat_update_gives_the_functional_updates_bits(be, case, dtype, span, monkeypatch):
+    """Parameters and optimizer state, bit for bit, after four steps; with spans of 4 numbers the
+    buffers are cut mid-layer, and the weights' end falls inside a span (it must not straddle it)."""
+    if span is not None:
+        monkeypatch.setattr(optimizers, "SPAN", span)
     opt, _ = CASES[case]
-    functional, in_place = _in_place_run(be.xp, opt, dtype)
-    for f, i in zip(functional, in_place):
-        for k in f:
-            assert be.to_host(i[k]).dtype == dtype
-            np.testing.assert_array_equal(be.to_host(i[k]), be.to_host(f[k]))
+    (functional, state), (flat, flat_state) = _flat_run(be.xp, opt, dtype)
+    pairs = [(flat, functional)] + [(flat_state[k], state[k]) for k in state if k != "t"]
+    for got_tree, want_tree in pairs:
+        for got_layer, want_layer in zip(got_tree, want_tree):
+            for k in want_layer:
+                assert be.to_host(got_layer[k]).dtype == dtype
+                np.testing.assert_array_equal(be.to_host(got_layer[k]), be.to_host(want_layer[k]))
+    if "t" in state:
+        assert float(be.to_host(flat_state["t"])) == float(be.to_host(state["t"])) == 4
 
 
 def test_adams_bias_correction_is_exact_in_float64():
@@ -230,6 +253,7 @@ def test_adam_flushes_subnormal_moments_every_16_steps_on_both_paths(be):
         else:
             assert ((m > 0) & (m < tiny)).all()  # 0.9 * m: still subnormal between flushes
         if be.updates_in_place:
-            params = [{k: a.copy() for k, a in layer.items()} for layer in PARAMS]
-            opt.update_in_place(params, zero_grads, host_state, 0.1, {})
-            np.testing.assert_array_equal(host_state["m"][0]["w"], m)
+            flat = FlatTraining(np, SIZES)
+            flat.adopt([{k: a.copy() for k, a in layer.items()} for layer in PARAMS], host_state)
+            _flat_step(opt, flat, zero_grads, 0.1)
+            np.testing.assert_array_equal(flat.state["m"][0]["w"], m)

@@ -224,3 +224,28 @@ def test_what_training_hands_out_stays_put_while_it_goes_on(be):
     assert not np.array_equal(saved[0][1][0]["w"], saved[-1][1][0]["w"])  # and training did move them
     best = saved[stopping.best_epoch - 1][1]
     assert_trees_close(be.tree_to_host(params), best, rtol=0, atol=0)  # the best epoch's weights come back
+
+
+class _FunctionalAdam(Adam):
+    """nn's Adam as a subclass: ``kind`` None, so the backend runs its functional ``update``."""
+
+
+class _FunctionalSGD(SGD):
+    """As _FunctionalAdam, for SGD."""
+
+
+@pytest.mark.parametrize("flat_opt, functional_opt", [
+    (Adam(weight_decay=0.1), _FunctionalAdam(weight_decay=0.1)),
+    (SGD(momentum=0.9, nesterov=True, weight_decay=0.01), _FunctionalSGD(momentum=0.9, nesterov=True,
+                                                                         weight_decay=0.01)),
+], ids=["adam-wd", "nesterov-wd"])
+@pytest.mark.parametrize("be", backend_params("numpy", "cupy-on-numpy"), indirect=True)
+def test_the_flat_buffer_step_trains_as_the_functional_update_does(be, flat_opt, functional_opt):
+    """A whole fit (penalty and dropout on, a partial last batch) on the flat buffers equals, bit for bit,
+    the same fit on the functional update, the reference JAX traces."""
+    model = MLP(sizes=(10, 9, 7, 3), activations="relu", dropout=0.2, reg="l2", reg_lambda=1e-3)
+    flat, flat_history = _fit(be, model=model, optimizer=flat_opt)
+    functional, functional_history = _fit(be, model=model, optimizer=functional_opt)
+    assert functional_opt.kind is None and flat_opt.kind is not None
+    assert_trees_close(flat, functional, rtol=0, atol=0)
+    assert _without_time(flat_history) == _without_time(functional_history)

@@ -27,7 +27,7 @@ CUPY_NAMES = frozenset({
     "asarray", "asnumpy", "empty", "zeros", "zeros_like", "ones", "arange", "float32", "int32", "uint32",
     "ndarray", "cuda", "RawModule", "sum", "argmax", "maximum", "exp", "log", "where", "abs", "sqrt",
     "sign", "tanh", "mean", "max", "argsort", "__version__",
-    # nn.optimizers' update_in_place (the fallback step) and Backend.owned
+    # nn.optimizers' update_flat (the fallback step), backends.flat and Backend.owned
     "array", "empty_like", "multiply", "divide", "copyto", "expm1", "less", "finfo",
 })
 
