@@ -85,6 +85,7 @@ def main(argv=None):
         "wall_seconds": wall_seconds,
         "mode": "quick" if args.quick else "full",
         "command": " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])]),
+        "source": probe.source_revision(),
         "machine": machine,
         "matmul_ceiling_gflops": ceiling,
         "config": config,

@@ -284,6 +284,11 @@ def setup_section(doc):
     return "\n".join(["## Setup of each row", "", _table(["variant", "device", "versions", "threads and BLAS"], rows)])
 
 
+def source_words(doc):
+    source = doc.get("source")  # absent from runs before 2026-12-03
+    return f" at commit {source}" if source else ""
+
+
 def markdown(doc):
     m = doc["machine"]
     cfg = doc["config"]
@@ -292,7 +297,7 @@ def markdown(doc):
         "",
         f"Machine: {machine_line(doc)}.  ",
         f"{load_line(doc)}  ",
-        f"Run: `{doc['command']}` ({doc['mode']} mode), started {doc['created']}, "
+        f"Run: `{doc['command']}` ({doc['mode']} mode){source_words(doc)}, started {doc['created']}, "
         f"{doc['wall_seconds'] / 60:.1f} minutes in all. Real MNIST: "
         f"{cfg['counts']['train']:,} train / {cfg['counts']['val']:,} validation / {cfg['counts']['test']:,} test "
         "images. Each variant and phase ran in a process of its own, one after another.",
