@@ -185,9 +185,8 @@ def load_average():
     return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
 
-def source_revision():
-    """The commit the benchmark ran from, with " and uncommitted changes" where the tree differs; None outside git."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+def source_revision(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))):
+    """The commit ``root`` (the project) is at, with " and uncommitted changes" where tracked files differ; None outside git."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()

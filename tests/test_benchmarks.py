@@ -174,3 +174,28 @@ def test_jax_parts_times_every_piece_of_a_scan_epoch(capsys):
     pieces = [row.split(" | ")[0][2:] for row in rows]
     assert [p.split()[0] for p in pieces] == ["forward", "weight", "shuffle", "gather", "whole", "large"]
     assert all(float(row.split(" | ")[1]) > 0 for row in rows)
+
+
+def test_source_revision_names_the_commit_and_uncommitted_changes(tmp_path):
+    import shutil
+    import subprocess
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    assert probe.source_revision(str(tmp_path)) is None  # not a repository
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "a.txt").write_text("one")
+    subprocess.run([*git, "add", "a.txt"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], cwd=tmp_path, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    clean = probe.source_revision(str(tmp_path))
+    assert head.startswith(clean) and len(clean) >= 7
+    (tmp_path / "untracked.txt").write_text("not part of the source")
+    assert probe.source_revision(str(tmp_path)) == clean
+    (tmp_path / "a.txt").write_text("two")
+    assert probe.source_revision(str(tmp_path)) == clean + " and uncommitted changes"
+
+
+def test_report_names_the_source_revision_when_the_document_has_it(numpy_doc):
+    assert " at commit abc1234 and uncommitted changes," in report.markdown(dict(numpy_doc, source="abc1234 and uncommitted changes"))
+    assert " at commit" not in report.markdown({k: v for k, v in numpy_doc.items() if k != "source"})
