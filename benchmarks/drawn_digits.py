@@ -9,6 +9,10 @@ random width; the canvas then goes through gui.py's preprocessing
 
     uv run python -m benchmarks.drawn_digits model.npz other.npz --json drawn.json
 
+``--undistorted`` draws with a steady hand (no slant, two thirds of the
+canvas, the brush's own width); ``--only PART`` adds one range of the full
+hand to it, to see what each part costs.
+
 ``--digits validation`` draws the set from the 5,000 training digits that
 train.py holds out for validation instead: choose settings on that one, and
 report the test one.
@@ -28,6 +32,8 @@ CANVAS = 392  # gui.py's canvas side (drawing.layout)
 HAND = (20.0, 0.3, 0.15, (0.4, 0.9), (0.7, 1.3))
 # --undistorted: no slant, two thirds of the canvas, the brush's own width: what the redrawing alone costs.
 STEADY_HAND = (0.0, 0.0, 0.0, (2 / 3, 2 / 3), (1.0, 1.0))
+# --only PART: the steady hand with one of HAND's ranges, to see what each costs on its own.
+HAND_PARTS = ("rotation", "shear", "aspect", "size", "brush")
 # Thinned at 28 px, the binarised digit loses its shape where MNIST's pen
 # left holes or gaps of a pixel or less: thick 2s, 6s and 8s lose their loops,
 # open 4s close into 9s. On a 3x finer grid (linear interpolation, then the
@@ -35,6 +41,12 @@ STEADY_HAND = (0.0, 0.0, 0.0, (2 / 3, 2 / 3), (1.0, 1.0))
 # --undistorted with --thin-factor 1 against 3).
 THIN_FACTOR = 3
 VALIDATION_SIZE = 5000  # train.py's --val-size default: these digits are never trained on
+
+
+def hand_with(part):
+    """STEADY_HAND with HAND's range for ``part`` (one of HAND_PARTS); the other ranges stay steady."""
+    k = HAND_PARTS.index(part)
+    return STEADY_HAND[:k] + (HAND[k],) + STEADY_HAND[k + 1 :]
 
 
 def linear_upsampling(n, factor):
@@ -149,8 +161,11 @@ def main(argv=None):
     p.add_argument("--seed", type=seed_value, default=0, help="the set's seed: the same seed, the same drawings")
     p.add_argument("--thin-factor", type=positive_int, default=THIN_FACTOR,
                    help="thin the digits on a grid this many times finer than MNIST's")
-    p.add_argument("--undistorted", action="store_true",
-                   help="no rotation, shear or stretch, two thirds of the canvas, the brush's own width")
+    hand = p.add_mutually_exclusive_group()
+    hand.add_argument("--undistorted", action="store_true",
+                      help="no rotation, shear or stretch, two thirds of the canvas, the brush's own width")
+    hand.add_argument("--only", choices=HAND_PARTS, default=None,
+                      help="as --undistorted but with the full range of this one part of the hand")
     p.add_argument("--as-drawn", action="store_true",
                    help="leave the pen's width as drawn (gui.py brings it into nn.preprocess.STROKE_RANGE)")
     add_data_flag(p)
@@ -166,14 +181,15 @@ def main(argv=None):
         x_source, y_source = data.x_test, data.y_test
     else:
         x_source, y_source = data.x_train[-VALIDATION_SIZE:], data.y_train[-VALIDATION_SIZE:]
-    x, y = make_drawn_set(x_source, y_source, args.n, args.seed, args.thin_factor,
-                          STEADY_HAND if args.undistorted else HAND, None if args.as_drawn else STROKE_RANGE)
+    hand = hand_with(args.only) if args.only else STEADY_HAND if args.undistorted else HAND
+    x, y = make_drawn_set(x_source, y_source, args.n, args.seed, args.thin_factor, hand,
+                          None if args.as_drawn else STROKE_RANGE)
     rows = []
     for path in args.models:
         mnist, drawn = accuracy(path, x_source, y_source), accuracy(path, x, y)
         rows.append({"model": str(path), f"mnist_{args.digits}_accuracy": mnist, "drawn_accuracy": drawn,
                      "gap_points": 100 * (mnist - drawn), "digits": args.digits, "n_drawn": len(y), "seed": args.seed,
-                     "thin_factor": args.thin_factor, "undistorted": args.undistorted,
+                     "thin_factor": args.thin_factor, "undistorted": args.undistorted, "only": args.only,
                      "stroke_range": None if args.as_drawn else list(STROKE_RANGE)})
         print(f"{path}: MNIST {args.digits} {mnist:.2%}, drawn {drawn:.2%} ({len(y):,} digits), "
               f"gap {100 * (mnist - drawn):.2f} points", flush=True)

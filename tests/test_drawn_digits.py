@@ -4,7 +4,7 @@ and on real MNIST a model trained on distorted digits reads the drawings better 
 import numpy as np
 import pytest
 
-from benchmarks.drawn_digits import linear_upsampling, make_drawn_set, thin
+from benchmarks.drawn_digits import HAND, HAND_PARTS, STEADY_HAND, hand_with, linear_upsampling, make_drawn_set, thin
 from nn.preprocess import BOX, ink_bbox
 
 
@@ -93,3 +93,26 @@ def test_the_finer_grid_is_linear_interpolation():
     rows, cols = np.meshgrid(at, at, indexing="ij")
     expected = map_coordinates(image, [rows, cols], order=1, mode="nearest")
     np.testing.assert_allclose(finer @ image @ finer.T, expected, atol=1e-12)
+
+
+def _principal_angle(image):
+    """Degrees between the image's principal axis of ink and the vertical (second moments)."""
+    ys, xs = np.mgrid[: image.shape[0], : image.shape[1]]
+    mass = image.sum()
+    cy, cx = (image * ys).sum() / mass, (image * xs).sum() / mass
+    mu20, mu02 = (image * (xs - cx) ** 2).sum() / mass, (image * (ys - cy) ** 2).sum() / mass
+    mu11 = (image * (xs - cx) * (ys - cy)).sum() / mass
+    return np.degrees(0.5 * np.arctan2(2 * mu11, mu02 - mu20))
+
+
+def test_one_part_of_the_hand_turns_a_bar_only_when_it_is_the_rotation():
+    bar = np.zeros((28, 28), np.float32)
+    bar[5:23, 12:16] = 1
+    x, y = np.tile(bar.ravel(), (16, 1)), np.zeros(16, np.int32)
+    for part in HAND_PARTS:
+        hand = hand_with(part)
+        assert sum(a != b for a, b in zip(hand, STEADY_HAND)) == 1 and HAND[HAND_PARTS.index(part)] in hand
+    turned = [abs(_principal_angle(im.reshape(28, 28))) for im in make_drawn_set(x, y, n=16, seed=0, hand=hand_with("rotation"))[0]]
+    steady = [abs(_principal_angle(im.reshape(28, 28))) for im in make_drawn_set(x, y, n=16, seed=0, hand=hand_with("brush"))[0]]
+    assert max(steady) < 1.0  # a vertical bar stays vertical whatever the pen's width
+    assert 8.0 < max(turned) <= HAND[0] + 1.0  # up to 20 degrees either way, and at least some of it drawn
