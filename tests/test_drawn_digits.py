@@ -105,14 +105,17 @@ def _principal_angle(image):
     return np.degrees(0.5 * np.arctan2(2 * mu11, mu02 - mu20))
 
 
-def test_one_part_of_the_hand_turns_a_bar_only_when_it_is_the_rotation():
+def test_each_part_changes_one_range_and_the_rotation_turns_a_bar_the_brush_does_not():
     bar = np.zeros((28, 28), np.float32)
     bar[5:23, 12:16] = 1
     x, y = np.tile(bar.ravel(), (16, 1)), np.zeros(16, np.int32)
     for part in HAND_PARTS:
         hand = hand_with(part)
         assert sum(a != b for a, b in zip(hand, STEADY_HAND)) == 1 and HAND[HAND_PARTS.index(part)] in hand
-    turned = [abs(_principal_angle(im.reshape(28, 28))) for im in make_drawn_set(x, y, n=16, seed=0, hand=hand_with("rotation"))[0]]
-    steady = [abs(_principal_angle(im.reshape(28, 28))) for im in make_drawn_set(x, y, n=16, seed=0, hand=hand_with("brush"))[0]]
+    def angles(part):
+        drawn, _ = make_drawn_set(x, y, 16, 0, hand=hand_with(part))
+        return [abs(_principal_angle(image.reshape(28, 28))) for image in drawn]
+
+    turned, steady = angles("rotation"), angles("brush")
     assert max(steady) < 1.0  # a vertical bar stays vertical whatever the pen's width
     assert 8.0 < max(turned) <= HAND[0] + 1.0  # up to 20 degrees either way, and at least some of it drawn
