@@ -176,11 +176,13 @@ def test_jax_parts_times_every_piece_of_a_scan_epoch(capsys):
     assert all(float(row.split(" | ")[1]) > 0 for row in rows)
 
 
-def test_source_revision_names_the_commit_and_uncommitted_changes(tmp_path):
+def test_source_revision_names_the_commit_and_uncommitted_changes(tmp_path, monkeypatch):
     import shutil
     import subprocess
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
+    # A temporary folder inside someone's repository must still read as "not a repository".
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
     assert probe.source_revision(str(tmp_path)) is None  # not a repository
     subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
