@@ -46,7 +46,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    import train
+    from cli.train_args import build_parser as train_parser
     from nn.data import load_mnist
     from nn.files import atomic_write_bytes
 
@@ -62,7 +62,7 @@ def main(argv=None):
     if args.json:
         check_writable_file("--json", args.json, "benchmark.json")
     chosen = variants.select([n.strip() for n in args.backends.split(",") if n.strip()], quick=args.quick)
-    defaults = train.build_parser().parse_args([])
+    defaults = train_parser().parse_args([])
     settings = runner.QUICK if args.quick else runner.FULL
     torch = runner.find_torch_python(args.torch_python) if any(v.is_torch for v in chosen) else (None, None)
     started = datetime.datetime.now(datetime.timezone.utc)

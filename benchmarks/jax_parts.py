@@ -90,11 +90,12 @@ def measure(n=55_000, batch=128, hidden=128, inputs=784, repeats=5, large=4096):
 
 def _xpnet_epoch(n, batch, hidden, x_all):
     """A call that runs one training epoch of xpnet's JAX scan on ``x_all``, the default model's shape."""
-    import train
+    from cli.build import build_run
+    from cli.train_args import build_parser
 
     flags = ["--backend", "jax", "--hidden", f"{hidden},{hidden // 2}", "--batch-size", str(batch),
              "--optimizer", "adam", "--lr", "1e-3", "--schedule", "constant", "--weight-decay", "0"]
-    be, grad, model, optimizer, _, _, _ = train.build_run(train.build_parser().parse_args(flags))
+    be, grad, model, optimizer, _, _, _ = build_run(build_parser().parse_args(flags))
     run_epoch = be.make_train_epoch(model, optimizer, seed=0, grad=grad, n=n, batch_size=batch)
     y_all = be.asarray(np.arange(n, dtype=np.int32) % 10)
     x_all = be.asarray(x_all)

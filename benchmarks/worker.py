@@ -1,7 +1,7 @@
 """One xpnet variant, one phase, in a process of its own: ``python -m benchmarks.worker SPEC RESULT``.
 
 Everything runs through what users run: train.py's flags and defaults
-build the backend, model, optimizer and schedule (``train.build_run``), and
+build the backend, model, optimizer and schedule (``cli.build.build_run``), and
 ``nn.fit`` trains. Phases:
 
     speed     the default model with Adam 1e-3 constant; inference; a large matmul
@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import nn
-import train
 from backends import XpnetError
+from cli.build import build_run
+from cli.train_args import build_parser
 
 from . import probe
 from .variants import Variant
@@ -60,10 +61,10 @@ class Run:
 
 def build(variant, flags):
     """A ``Run`` for ``variant`` with train.py's ``flags``; Unsupported if an option is unknown."""
-    args = train.build_parser().parse_args(["--backend", variant.backend, "--no-progress", *flags])
+    args = build_parser().parse_args(["--backend", variant.backend, "--no-progress", *flags])
     fit_options = dict(variant.fit)
     try:
-        be, _, model, optimizer, schedule, stopping, augment = train.build_run(args)
+        be, _, model, optimizer, schedule, stopping, augment = build_run(args)
         fit_options["grad"] = be.check_grad_mode(fit_options.get("grad"))
         if augment.active:
             fit_options["augment"] = augment

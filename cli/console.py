@@ -1,6 +1,7 @@
 """What train.py prints: the version, the run's header, one line per epoch."""
 
 import math
+import sys
 from pathlib import Path
 
 
@@ -55,3 +56,12 @@ def epoch_line(record, epochs, seconds):
 def clock(seconds):
     minutes, seconds = divmod(round(seconds), 60)
     return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}" if minutes >= 60 else f"{minutes}:{seconds:02d}"
+
+
+def progress_bar(enabled):
+    """A tqdm bar over each epoch's batches where stderr is a terminal; else the batches as they are."""
+    if not enabled or not sys.stderr.isatty():  # a log file gets one line per epoch, not \r frames
+        return lambda iterable, **_: iterable
+    from tqdm import tqdm
+
+    return lambda iterable, desc: tqdm(iterable, desc=desc, leave=False, unit="batch", dynamic_ncols=True)

@@ -22,7 +22,7 @@ def _modules_loaded_by(code):
     return out
 
 
-@pytest.mark.parametrize("code", ["import backends, nn", "import train; train.build_parser()"])
+@pytest.mark.parametrize("code", ["import backends, nn", "import train; from cli.train_args import build_parser; build_parser()"])
 def test_importing_loads_neither_jax_nor_cupy(code):
     loaded = _modules_loaded_by(code)
     assert "'jax'" not in loaded and "'cupy'" not in loaded and "'jaxlib'" not in loaded

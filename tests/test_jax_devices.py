@@ -131,9 +131,10 @@ def initialize_calls(monkeypatch):
 
 
 def _build_run(*argv):
-    import train
+    from cli.build import build_run
+    from cli.train_args import build_parser
 
-    return train.build_run(train.build_parser().parse_args(list(argv)))
+    return build_run(build_parser().parse_args(list(argv)))
 
 
 def test_distributed_flags_reach_jax_distributed(initialize_calls):

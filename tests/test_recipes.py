@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from benchmarks import recipes
@@ -17,14 +16,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_recipe_is_a_valid_train_py_command():
-    import train
+    from cli.train_args import augment_from_args, build_parser
 
     for recipe in recipes.RECIPES:
-        args = train.build_parser().parse_args(recipes.command(recipe, recipe.epochs)[1:])
-        augment = train.augment_from_args(args)
+        args = build_parser().parse_args(recipes.command(recipe, recipe.epochs)[1:])
+        augment = augment_from_args(args)
         assert args.hidden == [int(n) for n in recipe.flags[1].split(",")]
         assert augment.kind == recipe.flags[3]
-    simard = train.augment_from_args(train.build_parser().parse_args(
+    simard = augment_from_args(build_parser().parse_args(
         recipes.command(recipes.RECIPES[2], 1)[1:]))
     assert (simard.sigma, simard.alpha) == (4.0, 34.0)  # Simard's published field
 
