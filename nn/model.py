@@ -12,7 +12,7 @@ from backends import XpnetError
 from .activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
 from .init import INITIALIZERS, init_params
 from .layers import dense, dense_backward, dropout, dropout_backward
-from .losses import LOSSES
+from .losses import LOSSES, VALUE_AND_GRAD
 from .regularizers import REGULARIZERS, penalty, penalty_grad
 
 
@@ -127,8 +127,11 @@ class MLP:
         the flat buffers of ``backends.flat`` are; None makes new arrays.
         """
         logits, cache = self.forward(params, x, masks)
-        loss = self._data_loss(logits, y) + self.penalty(params)
-        dz = self._output_grad(logits, y)
+        if self.loss in VALUE_AND_GRAD:
+            loss, dz = VALUE_AND_GRAD[self.loss](logits, y)
+        else:
+            loss, dz = self._data_loss(logits, y), self._output_grad(logits, y)
+        loss = loss + self.penalty(params)
         keep = 1.0 - self.dropout
         grads = [None] * len(params) if out is None else out
         for i in reversed(range(len(params))):
@@ -148,10 +151,8 @@ class MLP:
         return loss, grads, logits
 
     def _output_grad(self, logits, y):
-        """dLoss/dlogits, through the output activation when it is not fused."""
+        """dLoss/dlogits through the output activation (cross-entropy has it fused: VALUE_AND_GRAD)."""
         _, loss_backward = LOSSES[self.loss]
-        if self.loss == "ce":
-            return loss_backward(logits, y)
         out_fn, out_backward = ACTIVATIONS[self.output]
         out = out_fn(logits)
         return out_backward(loss_backward(out, y), logits, out)

@@ -7,7 +7,13 @@ import warnings
 import numpy as np
 import pytest
 
-from nn.losses import LOSSES, mse, softmax_cross_entropy, softmax_cross_entropy_backward
+from nn.losses import (
+    LOSSES,
+    mse,
+    softmax_cross_entropy,
+    softmax_cross_entropy_backward,
+    softmax_cross_entropy_value_and_grad,
+)
 from tests.reference import central_diff, jax_x64, ref_ce, ref_mse
 
 REFERENCE = {"ce": ref_ce, "mse": ref_mse}
@@ -118,3 +124,18 @@ def test_cross_entropy_correct_with_huge_margin_is_zero_and_wrong_is_the_margin(
         value = be.to_host(be.compile(softmax_cross_entropy)(be.asarray(logits), be.asarray(labels)))
         assert np.isfinite(value)
         np.testing.assert_allclose(value, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_value_and_grad_equals_the_two_functions_bit_for_bit(be, dtype):
+    if dtype == np.float64 and be.name == "jax":
+        pytest.skip("JAX computes in float32 unless x64 is enabled")
+    rng = np.random.default_rng(5)
+    logits = rng.normal(0.0, 4.0, (37, 10)).astype(dtype)
+    logits[3] = 1e4  # a row of ties at a huge logit stays finite
+    labels = rng.integers(0, 10, 37).astype(np.int32)
+    x, t = be.asarray(logits), be.asarray(labels)
+    value, grad = (be.to_host(a) for a in be.compile(softmax_cross_entropy_value_and_grad)(x, t))
+    assert grad.dtype == dtype
+    assert value == be.to_host(be.compile(softmax_cross_entropy)(x, t))
+    np.testing.assert_array_equal(grad, be.to_host(be.compile(softmax_cross_entropy_backward)(x, t)))
