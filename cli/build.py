@@ -15,7 +15,7 @@ def build_run(args):
         raise XpnetError(
             f"--activation lists {len(activations)} names for {len(args.hidden)} hidden layers: give one, or one per layer"
         )
-    check_memory(args)
+    _check_memory(args)
     init = args.init or ("he" if all(a in ("relu", "leaky_relu") for a in activations) else "glorot")
     model = nn.MLP(
         sizes=(784, *args.hidden, 10),
@@ -36,7 +36,7 @@ def build_run(args):
         decay = args.weight_decay or 0.0
         optimizer = nn.SGD(momentum=args.momentum, nesterov=args.nesterov, weight_decay=decay)
     schedule = nn.Schedule(args.schedule, args.lr, args.epochs, args.lr_decay)
-    be = get_backend(distributed_backend(args))
+    be = get_backend(_distributed_backend(args))
     if args.cuda_graph is not None:
         if be.name == "cupy":
             be.cuda_graph = args.cuda_graph
@@ -50,7 +50,7 @@ def build_run(args):
     return be, grad, model, optimizer, schedule, stopping, augment_from_args(args)
 
 
-def training_bytes(args):
+def _training_bytes(args):
     """A lower bound on the memory a run needs: weights, gradients and two optimizer moments in float32,
     plus each layer's activations and their gradients for one batch."""
     sizes = (784, *args.hidden, 10)
@@ -59,10 +59,10 @@ def training_bytes(args):
     return 4 * (4 * params + 4 * activations)
 
 
-def check_memory(args):
+def _check_memory(args):
     from backends import XpnetError
 
-    needed = training_bytes(args)
+    needed = _training_bytes(args)
     try:
         physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # no sysconf (Windows): nothing to compare with
@@ -73,7 +73,8 @@ def check_memory(args):
             f"{needed / 2**30:,.1f} GiB, more than this machine's {physical / 2**30:,.1f} GiB: choose smaller layers"
         )
 
-def env_int(name, flag):
+
+def _env_int(name, flag):
     text = os.environ.get(name)
     if text is None or not text.strip():
         return None
@@ -85,7 +86,7 @@ def env_int(name, flag):
         raise XpnetError(f"${name}={text!r} must be a whole number (like {flag})") from None
 
 
-def distributed_backend(args):
+def _distributed_backend(args):
     """Join a jax.distributed run when a coordinator is given; returns the backend name to use.
 
     jax.distributed.initialize() must come before any other JAX call, so
@@ -94,8 +95,8 @@ def distributed_backend(args):
     from backends import XpnetError
 
     coordinator = args.coordinator or os.environ.get("XPNET_COORDINATOR") or None
-    num_processes = args.num_processes if args.num_processes is not None else env_int("XPNET_NUM_PROCESSES", "--num-processes")
-    process_id = args.process_id if args.process_id is not None else env_int("XPNET_PROCESS_ID", "--process-id")
+    num_processes = args.num_processes if args.num_processes is not None else _env_int("XPNET_NUM_PROCESSES", "--num-processes")
+    process_id = args.process_id if args.process_id is not None else _env_int("XPNET_PROCESS_ID", "--process-id")
     if coordinator is None:
         if num_processes is not None or process_id is not None:
             raise XpnetError("--num-processes and --process-id need --coordinator HOST:PORT (or $XPNET_COORDINATOR)")

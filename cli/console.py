@@ -1,4 +1,4 @@
-"""What train.py prints: the version, the run's header, one line per epoch."""
+"""What train.py prints: the version, the run's header, one line per epoch, the progress bar."""
 
 import math
 import sys

@@ -102,7 +102,7 @@ def write_metrics(args, be, grad, epoch_mode, model, history, best_epoch, test, 
         from cli.history import csv_path, write_csv
         from nn.files import atomic_write_bytes
 
-        text = json.dumps(metrics, indent=2, allow_nan=False, default=_refuse)
+        text = json.dumps(metrics, indent=2, allow_nan=False, default=_not_serialisable)
         atomic_write_bytes(args.metrics_json, (text + "\n").encode())
         write_csv(csv_path(args.metrics_json), history)
     if args.plot:
@@ -118,5 +118,5 @@ def _json_number(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def _refuse(value):
+def _not_serialisable(value):
     raise TypeError(f"not JSON serialisable: {value!r}")
