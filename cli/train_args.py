@@ -199,4 +199,3 @@ def resumed_args(argv, folder):
             f"{'flags' if len(conflicts) > 1 else 'flag'}: {'; '.join(conflicts)}{further}"
         )
     return args, checkpoint
-

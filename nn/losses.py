@@ -12,37 +12,37 @@ def one_hot(labels, num_classes, dtype):
     return (labels[:, None] == xp.arange(num_classes)).astype(dtype)
 
 
-def softmax_cross_entropy(logits, labels):
-    """L = mean_n( logsumexp(z_n) - z_n[y_n] ), fused with the softmax.
-
-    Shifting by the row maximum keeps exp() in (0, 1], so the loss and its
-    gradient stay finite even for logits of +-1e4.
-    """
+def _softmax_parts(logits):
+    """(z - max z, exp of that, its row sums (N, 1)): shifting by the row maximum
+    keeps exp() in (0, 1], so the loss and its gradient stay finite even for logits of +-1e4."""
     xp = array_module(logits)
     shifted = logits - xp.max(logits, axis=1, keepdims=True)
-    log_norm = xp.log(xp.sum(xp.exp(shifted), axis=1))
-    picked = xp.sum(shifted * one_hot(labels, logits.shape[1], logits.dtype), axis=1)
-    return xp.mean(log_norm - picked)
+    e = xp.exp(shifted)
+    return shifted, e, xp.sum(e, axis=1, keepdims=True)
+
+
+def _cross_entropy(shifted, total, target):
+    xp = array_module(shifted)
+    return xp.mean(xp.log(total[:, 0]) - xp.sum(shifted * target, axis=1))
+
+
+def softmax_cross_entropy(logits, labels):
+    """L = mean_n( logsumexp(z_n) - z_n[y_n] ), fused with the softmax."""
+    shifted, _, total = _softmax_parts(logits)
+    return _cross_entropy(shifted, total, one_hot(labels, logits.shape[1], logits.dtype))
 
 
 def softmax_cross_entropy_backward(logits, labels):
     """dL/dz = (softmax(z) - onehot(y)) / N"""
-    xp = array_module(logits)
-    e = xp.exp(logits - xp.max(logits, axis=1, keepdims=True))
-    probs = e / xp.sum(e, axis=1, keepdims=True)
-    return (probs - one_hot(labels, logits.shape[1], logits.dtype)) / logits.shape[0]
+    _, e, total = _softmax_parts(logits)
+    return (e / total - one_hot(labels, logits.shape[1], logits.dtype)) / logits.shape[0]
 
 
 def softmax_cross_entropy_value_and_grad(logits, labels):
-    """(L, dL/dz) of ``softmax_cross_entropy`` from one softmax: the same bits as the two
-    functions above, without computing the shifted exponentials twice."""
-    xp = array_module(logits)
-    shifted = logits - xp.max(logits, axis=1, keepdims=True)
-    e = xp.exp(shifted)
-    total = xp.sum(e, axis=1, keepdims=True)
+    """(L, dL/dz) of the two functions above from one softmax, for the hand-written backward."""
+    shifted, e, total = _softmax_parts(logits)
     target = one_hot(labels, logits.shape[1], logits.dtype)
-    value = xp.mean(xp.log(total[:, 0]) - xp.sum(shifted * target, axis=1))
-    return value, (e / total - target) / logits.shape[0]
+    return _cross_entropy(shifted, total, target), (e / total - target) / logits.shape[0]
 
 
 def mse(outputs, labels):
