@@ -1,7 +1,7 @@
 """``python -m backends``: which backends can run here, and why not.
 
 Prints each backend's availability (with the reason when it cannot run),
-the library versions, and for CuPy the CUDA runtime, driver, NVRTC and every
+the library versions, whether NumPy's optimizer runs as one compiled pass, and for CuPy the CUDA runtime, driver, NVRTC and every
 device, so a user can tell which ``--extra cuda12``/``cuda13`` fits.
 """
 
@@ -14,7 +14,9 @@ def _versions(name):
     if name == "numpy":
         import numpy
 
-        return f"NumPy {numpy.__version__}"
+        from . import cpu_kernels
+
+        return f"NumPy {numpy.__version__}, {cpu_kernels.describe()}"
     if name == "jax":
         import jax
 

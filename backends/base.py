@@ -186,6 +186,7 @@ class Backend:
         loss_and_grads = self.loss_and_grads_fn(model, grad)
         xp = self.xp
         flat = FlatTraining(xp, model.sizes) if self.updates_in_place and getattr(optimizer, "kind", None) else None
+        flat_updates = {}  # parameter dtype -> flat_update_fn's update, made when a step first meets it
 
         def update(params, state, x, y, lr, step_no):
             masks = model.dropout_masks(self, seed, step_no, x.shape[0], x.dtype)
@@ -195,11 +196,22 @@ class Backend:
             else:
                 flat.adopt(params, state)
                 loss, _, outputs = loss_and_grads(flat.params, x, y, masks, out=flat.grads)
-                optimizer.update_flat(flat.flat_params, flat.flat_grads, flat.flat_state, lr, flat.scratch,
-                                      flat.layout.n_weights)
+                dtype = flat.flat_params.dtype
+                if dtype not in flat_updates:
+                    flat_updates[dtype] = self.flat_update_fn(optimizer, dtype)
+                flat_updates[dtype](flat, lr)
                 params, state = flat.params, flat.state
             correct = xp.sum(xp.argmax(outputs, axis=1) == y)
             return params, state, loss, correct
+
+        return update
+
+    def flat_update_fn(self, optimizer, dtype):
+        """``update(flat, lr)``: ``optimizer``'s step over a ``FlatTraining``'s buffers of ``dtype``, in place."""
+
+        def update(flat, lr):
+            optimizer.update_flat(flat.flat_params, flat.flat_grads, flat.flat_state, lr, flat.scratch,
+                                  flat.layout.n_weights)
 
         return update
 

@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
+from . import cpu_kernels
 from . import threads as blas_threads
 from .base import Backend
 
@@ -29,7 +30,7 @@ class NumpyBackend(Backend):
         import platform
 
         threads = f", {self._threads_note}" if self.threads else ""
-        return f"CPU ({platform.machine()}), NumPy {numpy.__version__}{threads}"
+        return f"CPU ({platform.machine()}), NumPy {numpy.__version__}{threads}, {cpu_kernels.describe()}"
 
     def compile(self, fn, donate_argnums=()):
         # A diverging run overflows on its way to a non-finite loss; fit() reports
@@ -45,6 +46,10 @@ class NumpyBackend(Backend):
         # One digit in the window is about 30 us: errstate's context would be a tenth
         # of it, and a softmax of finite logits never overflows.
         return model.predict
+
+    def flat_update_fn(self, optimizer, dtype):
+        # One compiled pass where a C compiler is at hand, the same bits as the ufuncs' sixteen.
+        return cpu_kernels.fused_update(optimizer, dtype) or super().flat_update_fn(optimizer, dtype)
 
     def make_train_step(self, model, optimizer, *, seed, grad=None, augment=None):
         ahead = augment is not None and augment.active and (self.threads or 0) >= 2

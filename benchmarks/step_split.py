@@ -3,10 +3,12 @@
 One step of 784-128-64-10 and of 784-4096-2048-10 (batch 128, Adam with
 weight decay, as train.py trains) split in two: the forward and hand-written
 backward (``MLP.loss_and_grads`` writing its gradients into the flat buffer,
-as the NumPy backend runs it), and the optimizer update, the functional one
-(``Adam.update``, a dozen new arrays per parameter) beside the one the NumPy
-backend runs over flat buffers (``Adam.update_flat``). Median of
-``--repeats`` steps after a warm-up, all in one run.
+as the NumPy backend runs it), and the optimizer update three ways: the
+functional one (``Adam.update``, a dozen new arrays per parameter), the ufuncs
+over flat buffers (``Adam.update_flat``), and the fused C pass the NumPy
+backend runs where a C compiler is at hand (``backends.cpu_kernels``; "none"
+and the reason where it is not). The share is the update the backend runs.
+Median of ``--repeats`` steps after a warm-up, all in one run.
 """
 
 import statistics
@@ -24,6 +26,7 @@ def _median_ms(fn, repeats):
 
 def split(sizes, batch, repeats):
     import nn
+    from backends import cpu_kernels
     from backends.flat import FlatTraining
 
     model = nn.MLP(sizes=sizes)
@@ -37,7 +40,9 @@ def split(sizes, batch, repeats):
     flat = FlatTraining(np, sizes)
     flat.adopt(params, optimizer.init(params))
     model.loss_and_grads(flat.params, x, y, out=flat.grads)
+    fused = cpu_kernels.fused_update(optimizer, np.float32)
     return {
+        "update_fused_ms": _median_ms(lambda: fused(flat, 1e-9), repeats) if fused else None,
         "model": "-".join(map(str, sizes)),
         "forward_backward_ms": _median_ms(lambda: model.loss_and_grads(flat.params, x, y, out=flat.grads), repeats),
         "update_functional_ms": _median_ms(lambda: optimizer.update(params, grads, functional_state, 1e-3), repeats),
@@ -56,16 +61,21 @@ def main(argv=None):
     p.add_argument("--repeats", type=positive_int, default=30, help="timed steps per part")
     args = p.parse_args(argv)
     check_json(args)
+    from backends import cpu_kernels
+
     rows = []
-    print("| model | forward + backward | Adam, functional | Adam, flat buffers | optimizer share of the step |")
-    print("| --- | --- | --- | --- | --- |")
+    print(f"NumPy backend: {cpu_kernels.describe()}")
+    print("| model | forward + backward | Adam, functional | Adam, flat ufuncs | Adam, fused C | optimizer share |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for sizes in MODELS:
         r = split(sizes, args.batch, max(3, args.repeats // (10 if sizes[1] > 1000 else 1)))
-        r["optimizer_share"] = r["update_flat_ms"] / (r["forward_backward_ms"] + r["update_flat_ms"])
+        update = r["update_fused_ms"] if r["update_fused_ms"] is not None else r["update_flat_ms"]
+        r["optimizer_share"] = update / (r["forward_backward_ms"] + update)
         rows.append(r)
+        fused = f"{r['update_fused_ms']:.2f} ms" if r["update_fused_ms"] is not None else "none"
         print(f"| {r['model']} | {r['forward_backward_ms']:.2f} ms | {r['update_functional_ms']:.2f} ms | "
-              f"{r['update_flat_ms']:.2f} ms | {r['optimizer_share']:.0%} |", flush=True)
-    write_json(args, rows)
+              f"{r['update_flat_ms']:.2f} ms | {fused} | {r['optimizer_share']:.0%} |", flush=True)
+    write_json(args, {"optimizer": cpu_kernels.describe(), "rows": rows})
     return 0
 
 

@@ -219,15 +219,22 @@ class Adam:
         ]
         return new_params, {"t": t, "m": m, "v": v}
 
-    def update_flat(self, params, grads, state, lr, scratch, n_weights):
-        b1, b2 = self.beta1, self.beta2
-        xp = array_module(params)
+    def advance_flat(self, state, scratch, dtype):
+        """The step count of ``update_flat``'s ``state`` advanced in place: (m_scale, v_scale, flush now?).
+
+        A fused update (``backends.cpu_kernels``) calls it as ``update_flat`` does, so both count alike.
+        """
         state["t"] += 1
-        m_scale, v_scale = self.bias_scales(state["t"], params.dtype)
+        m_scale, v_scale = self.bias_scales(state["t"], dtype)
         # The step count on the host too, read from the device once: a read every step would wait
         # for the device (CuPy) in the middle of the training loop.
         scratch["t"] = scratch["t"] + 1 if "t" in scratch else int(state["t"])
-        now = scratch["t"] % FLUSH_EVERY == 0
+        return m_scale, v_scale, scratch["t"] % FLUSH_EVERY == 0
+
+    def update_flat(self, params, grads, state, lr, scratch, n_weights):
+        b1, b2 = self.beta1, self.beta2
+        xp = array_module(params)
+        m_scale, v_scale, now = self.advance_flat(state, scratch, params.dtype)
         for span, weights, (first, second, below) in _spans(xp, params, n_weights, scratch):
             g, m, v = grads[span], state["m"][span], state["v"][span]
             m *= b1

@@ -1,0 +1,174 @@
+"""xpnet's own CPU kernels: the optimizer updates, each fused into one pass, compiled at first use.
+
+With NumPy's ufuncs, Adam with weight decay is sixteen passes over the
+parameters a step, each a call through NumPy's dispatch (README, A NumPy
+step, split). ``backends/cpu/optimizers.c`` makes it one, with the same
+float32 operations in the same order (no fused multiply-add), so the bits
+are the ufunc path's (``tests/test_cpu_kernels.py``). It needs a C compiler
+(``$CC``, ``cc``, ``gcc`` or ``clang``) once: the library is cached in
+``$XPNET_CACHE`` (default ``~/.cache/xpnet``) under a name made from the
+source, the compiler and this CPU, and written there atomically. Without a
+compiler, or with ``XPNET_CPU_KERNELS=0``, the NumPy backend keeps the
+ufuncs; ``describe()`` says which, for the run header.
+"""
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy
+
+SOURCE = Path(__file__).resolve().parent / "cpu" / "optimizers.c"
+SWITCH = "XPNET_CPU_KERNELS"
+# -ffp-contract=off: a product and a sum stay two roundings, as in NumPy. -march=native lets the
+# loops use the CPU's widest vectors (the same bits: each lane rounds as a scalar would);
+# a compiler that refuses it is tried without.
+FLAGS = ("-O3", "-std=c99", "-shared", "-fPIC", "-ffp-contract=off", "-fno-math-errno")
+NATIVE = ("-march=native",)
+
+_pointer, _size, _f32, _int = ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_float, ctypes.c_int
+_SIGNATURES = {
+    "sgd_update_f32": (_pointer, _pointer, _pointer, _size, _size, _f32, _int, _f32, _f32),
+    "adam_update_f32": (_pointer, _pointer, _pointer, _pointer, _size, _size) + (_f32,) * 9 + (_int,),
+}
+
+_loaded = None  # (library or None, why): found once per process
+
+
+def _compiler():
+    for name in (os.environ.get("CC", "").split() or [None])[:1] + ["cc", "gcc", "clang"]:
+        path = name and shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _cpu_signature():
+    """What tells this CPU's instruction sets apart: a library built for one may not run on another."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cache_dir():
+    return Path(os.environ.get("XPNET_CACHE") or Path.home() / ".cache" / "xpnet") / "cpu-kernels"
+
+
+def _build(compiler, target):
+    """Compile SOURCE into ``target`` through a temporary file beside it; the compiler's complaint, or None."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        error = ""
+        for extra in (NATIVE, ()):
+            run = subprocess.run([compiler, *FLAGS, *extra, "-o", tmp, str(SOURCE)],
+                                 capture_output=True, text=True, timeout=120)
+            if run.returncode == 0:
+                os.replace(tmp, target)
+                return None
+            error = (run.stderr.strip().splitlines() or ["exit status %d" % run.returncode])[-1]
+        return error
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _load():
+    if os.environ.get(SWITCH, "1") == "0":
+        return None, f"{SWITCH}=0"
+    compiler = _compiler()
+    if compiler is None:
+        return None, "no C compiler found (cc, gcc or clang)"
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(b"\0".join([source, compiler.encode(), " ".join(FLAGS).encode(),
+                                     _cpu_signature().encode()])).hexdigest()[:16]
+    suffix = ".dll" if os.name == "nt" else ".so"
+    target = _cache_dir() / f"optimizers-{key}{suffix}"
+    try:
+        if not target.exists():
+            error = _build(compiler, target)
+            if error:
+                return None, f"{Path(compiler).name} failed: {error}"
+        library = ctypes.CDLL(str(target))
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"could not build or load them ({exc}); set XPNET_CACHE to a writable folder"
+    for name, argtypes in _SIGNATURES.items():
+        function = getattr(library, name)
+        function.argtypes, function.restype = argtypes, None
+    return library, Path(compiler).name
+
+
+def library():
+    """The compiled kernels (a ``ctypes.CDLL``), or None where they cannot be had here."""
+    global _loaded
+    if _loaded is None:
+        _loaded = _load()
+    return _loaded[0]
+
+
+def describe():
+    """One phrase for the run header: which update the NumPy backend runs, and why."""
+    library()
+    lib, why = _loaded
+    return f"fused C optimizer ({why})" if lib is not None else f"ufunc optimizer: {why}"
+
+
+def _address(a):
+    if a.dtype != numpy.float32 or not a.flags.c_contiguous:
+        raise TypeError(f"the CPU kernels take C-contiguous float32 buffers, not {a.dtype} {a.shape}")
+    return a.ctypes.data
+
+
+class FusedUpdate:
+    """``update(flat, lr)`` for an optimizer of ``nn``'s (its ``kind``), on ``backends.flat`` buffers of float32.
+
+    The optimizer is read as plain values (backends do not import nn);
+    Adam's step count and bias corrections come from its own
+    ``advance_flat``, so both paths count alike.
+    """
+
+    def __init__(self, lib, optimizer):
+        self.lib, self.optimizer = lib, optimizer
+        self.addresses, self.buffers = None, None
+
+    def _bind(self, flat):
+        """The buffers' addresses, found again only when ``flat`` has adopted new ones."""
+        buffers = (flat.flat_params, flat.flat_grads, *flat.flat_state.values())
+        if self.buffers is None or any(a is not b for a, b in zip(buffers, self.buffers)):
+            state = flat.flat_state
+            self.buffers = buffers
+            self.addresses = {key: _address(value) for key, value in state.items() if getattr(value, "ndim", 0) == 1}
+            self.addresses["params"], self.addresses["grads"] = _address(flat.flat_params), _address(flat.flat_grads)
+        return self.addresses
+
+    def __call__(self, flat, lr):
+        opt, at = self.optimizer, self._bind(flat)
+        n, n_weights = flat.flat_params.shape[0], flat.layout.n_weights
+        # ctypes rounds each float to float32 as NumPy rounds a Python float it is given: 1 - beta is
+        # worked out in double first, as the ufunc path's (1 - b1) is.
+        if opt.kind == "sgd":
+            self.lib.sgd_update_f32(at["params"], at.get("velocity"), at["grads"], n, n_weights, opt.momentum,
+                                    int(opt.nesterov), lr, opt.weight_decay)
+            return
+        m_scale, v_scale, flush = opt.advance_flat(flat.flat_state, flat.scratch, flat.flat_params.dtype)
+        self.lib.adam_update_f32(at["params"], at["m"], at["v"], at["grads"], n, n_weights, opt.beta1, 1 - opt.beta1,
+                                 opt.beta2, 1 - opt.beta2, float(m_scale), float(v_scale), opt.eps, lr,
+                                 opt.weight_decay, int(flush))
+
+
+def fused_update(optimizer, dtype):
+    """A ``FusedUpdate`` for ``optimizer``, or None: another dtype, an optimizer of no known kind, no compiler."""
+    if numpy.dtype(dtype) != numpy.float32 or getattr(optimizer, "kind", None) not in ("sgd", "adam"):
+        return None
+    lib = library()
+    return FusedUpdate(lib, optimizer) if lib is not None else None
