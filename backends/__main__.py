@@ -1,8 +1,9 @@
 """``python -m backends``: which backends can run here, and why not.
 
 Prints each backend's availability (with the reason when it cannot run),
-the library versions, whether NumPy's optimizer runs as one compiled pass, and for CuPy the CUDA runtime, driver, NVRTC and every
-device, so a user can tell which ``--extra cuda12``/``cuda13`` fits.
+the library versions, whether NumPy's optimizer runs as one compiled pass
+(``backends.cpu_kernels``), and for CuPy the CUDA runtime, driver, NVRTC and
+every device, so a user can tell which ``--extra cuda12``/``cuda13`` fits.
 """
 
 import sys
