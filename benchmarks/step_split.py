@@ -8,20 +8,29 @@ functional one (``Adam.update``, a dozen new arrays per parameter), the ufuncs
 over flat buffers (``Adam.update_flat``), and the fused C pass the NumPy
 backend runs where a C compiler is at hand (``backends.cpu_kernels``; "none"
 and the reason where it is not). The share is the update the backend runs.
-Median of ``--repeats`` steps after a warm-up, all in one run.
+Each part is timed right after the other, as a step runs them; median of
+``--repeats`` calls after a warm-up, all in one run.
 """
 
 import statistics
+import time
 
 import numpy as np
 
 MODELS = ((784, 128, 64, 10), (784, 4096, 2048, 10))
 
 
-def _median_ms(fn, repeats):
-    from benchmarks.probe import time_calls
-
-    return 1e3 * statistics.median(time_calls(fn, repeats, warmup=1))
+def _median_ms(fn, repeats, after):
+    """Median milliseconds of ``fn``, each call right after an untimed ``after()``: the other half of a
+    step runs in between, as in training, so neither half finds its buffers in the cache the other
+    evicted (timed back to back, the fused update at width 128 found its buffers in the cache and took a third to a half of its in-step time)."""
+    seconds = []
+    for _ in range(repeats + 1):
+        after()
+        started = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - started)
+    return 1e3 * statistics.median(seconds[1:])
 
 
 def split(sizes, batch, repeats):
@@ -41,14 +50,22 @@ def split(sizes, batch, repeats):
     flat.adopt(params, optimizer.init(params))
     model.loss_and_grads(flat.params, x, y, out=flat.grads)
     fused = cpu_kernels.fused_update(optimizer, np.float32)
+
+    def forward_backward():
+        model.loss_and_grads(flat.params, x, y, out=flat.grads)
+
+    def flat_update():
+        optimizer.update_flat(flat.flat_params, flat.flat_grads, flat.flat_state, 1e-9, flat.scratch,
+                              flat.layout.n_weights)
+
+    backend_update = (lambda: fused(flat, 1e-9)) if fused else flat_update
     return {
-        "update_fused_ms": _median_ms(lambda: fused(flat, 1e-9), repeats) if fused else None,
         "model": "-".join(map(str, sizes)),
-        "forward_backward_ms": _median_ms(lambda: model.loss_and_grads(flat.params, x, y, out=flat.grads), repeats),
-        "update_functional_ms": _median_ms(lambda: optimizer.update(params, grads, functional_state, 1e-3), repeats),
-        "update_flat_ms": _median_ms(lambda: optimizer.update_flat(flat.flat_params, flat.flat_grads, flat.flat_state,
-                                                                   1e-9, flat.scratch, flat.layout.n_weights),
-                                     repeats),
+        "forward_backward_ms": _median_ms(forward_backward, repeats, after=backend_update),
+        "update_functional_ms": _median_ms(lambda: optimizer.update(params, grads, functional_state, 1e-3), repeats,
+                                           after=forward_backward),
+        "update_flat_ms": _median_ms(flat_update, repeats, after=forward_backward),
+        "update_fused_ms": _median_ms(backend_update, repeats, after=forward_backward) if fused else None,
     }
 
 
