@@ -22,8 +22,8 @@ MODELS = ((784, 128, 64, 10), (784, 4096, 2048, 10))
 
 def _median_ms(fn, repeats, after):
     """Median milliseconds of ``fn``, each call right after an untimed ``after()``: the other half of a
-    step runs in between, as in training, so neither half finds its buffers in the cache the other
-    evicted (timed back to back, the fused update at width 128 found its buffers in the cache and took a third to a half of its in-step time)."""
+    step runs in between, as in training, so neither finds the cache as it left it. Timed back to
+    back, the fused update at width 128 took a third to a half of its in-step time."""
     seconds = []
     for _ in range(repeats + 1):
         after()
