@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy
 
+from .cache import cache_root
+
 SOURCE = Path(__file__).resolve().parent / "cpu" / "optimizers.c"
 SWITCH = "XPNET_CPU_KERNELS"
 # -ffp-contract=off: a product and a sum stay two roundings, as in NumPy. -march=native lets the
@@ -41,8 +43,10 @@ _loaded = None  # (library or None, why): found once per process
 
 
 def _compiler():
-    for name in (os.environ.get("CC", "").split() or [None])[:1] + ["cc", "gcc", "clang"]:
-        path = name and shutil.which(name)
+    """The first of $CC (its command, without options), cc, gcc and clang found on PATH; None if none is."""
+    asked = os.environ.get("CC", "").split()[:1]
+    for name in asked + ["cc", "gcc", "clang"]:
+        path = shutil.which(name)
         if path:
             return path
     return None
@@ -58,10 +62,6 @@ def _cpu_signature():
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def _cache_dir():
-    return Path(os.environ.get("XPNET_CACHE") or Path.home() / ".cache" / "xpnet") / "cpu-kernels"
 
 
 def _build(compiler, target):
@@ -93,7 +93,7 @@ def _load():
     key = hashlib.sha256(b"\0".join([source, compiler.encode(), " ".join(FLAGS).encode(),
                                      _cpu_signature().encode()])).hexdigest()[:16]
     suffix = ".dll" if os.name == "nt" else ".so"
-    target = _cache_dir() / f"optimizers-{key}{suffix}"
+    target = cache_root() / "cpu-kernels" / f"optimizers-{key}{suffix}"
     try:
         if not target.exists():
             error = _build(compiler, target)
@@ -139,16 +139,14 @@ class FusedUpdate:
 
     def __init__(self, lib, optimizer):
         self.lib, self.optimizer = lib, optimizer
-        self.addresses, self.buffers = None, None
+        self.params, self.addresses = None, None
 
     def _bind(self, flat):
-        """The buffers' addresses, found again only when ``flat`` has adopted new ones."""
-        buffers = (flat.flat_params, flat.flat_grads, *flat.flat_state.values())
-        if self.buffers is None or any(a is not b for a, b in zip(buffers, self.buffers)):
-            state = flat.flat_state
-            self.buffers = buffers
-            self.addresses = {key: _address(value) for key, value in state.items() if getattr(value, "ndim", 0) == 1}
-            self.addresses["params"], self.addresses["grads"] = _address(flat.flat_params), _address(flat.flat_grads)
+        """The buffers' addresses, found again only when ``flat`` has adopted new buffers (all at once)."""
+        if flat.flat_params is not self.params:
+            self.params = flat.flat_params
+            buffers = {"params": flat.flat_params, "grads": flat.flat_grads, **flat.flat_state}
+            self.addresses = {key: _address(a) for key, a in buffers.items() if a.ndim == 1}  # not Adam's step count
         return self.addresses
 
     def __call__(self, flat, lr):

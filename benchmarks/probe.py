@@ -33,8 +33,9 @@ def summary(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def time_calls(fn, repeats, warmup=3):
-    """Seconds of each of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones.
+def time_calls(fn, repeats, warmup=3, before=None):
+    """Seconds of each of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones; ``before``, when
+    given, runs untimed ahead of every call.
 
     ``fn`` must return only once its work has finished (read back or synchronized).
     """
@@ -42,6 +43,8 @@ def time_calls(fn, repeats, warmup=3):
         fn()
     seconds = []
     for _ in range(repeats):
+        if before is not None:
+            before()
         started = time.perf_counter()
         fn()
         seconds.append(time.perf_counter() - started)

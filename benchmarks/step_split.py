@@ -13,7 +13,6 @@ Each part is timed right after the other, as a step runs them; median of
 """
 
 import statistics
-import time
 
 import numpy as np
 
@@ -24,13 +23,9 @@ def _median_ms(fn, repeats, after):
     """Median milliseconds of ``fn``, each call right after an untimed ``after()``: the other half of a
     step runs in between, as in training, so neither finds the cache as it left it. Timed back to
     back, the fused update at width 128 took a third to a half of its in-step time."""
-    seconds = []
-    for _ in range(repeats + 1):
-        after()
-        started = time.perf_counter()
-        fn()
-        seconds.append(time.perf_counter() - started)
-    return 1e3 * statistics.median(seconds[1:])
+    from benchmarks.probe import time_calls
+
+    return 1e3 * statistics.median(time_calls(fn, repeats, warmup=1, before=after))
 
 
 def split(sizes, batch, repeats):

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from backends.cache import cache_root
 from backends.errors import XpnetError
 from nn.files import atomic_write_bytes
 
@@ -54,7 +55,7 @@ def load_mnist(path=None, *, cache_dir=None, timeout=8.0):
         return _load_path(Path(os.environ["MNIST_DATA"]), "MNIST_DATA")
     if path is not None:
         return _load_path(Path(path), "--data")
-    cache = Path(cache_dir or os.environ.get("XPNET_CACHE") or Path.home() / ".cache" / "xpnet") / "mnist.npz"
+    cache = Path(cache_dir or cache_root()) / "mnist.npz"
     if cache.is_file():
         return _load_npz(cache, fix=f"delete {cache} to download it again, or {FIX}")
     return _download(cache, timeout)

@@ -64,7 +64,7 @@ def _ufunc_update(opt):
 
 
 def _buffers(flat):
-    return {"params": flat.flat_params, **{k: v for k, v in flat.flat_state.items()}}
+    return {"params": flat.flat_params, **flat.flat_state}
 
 
 @pytest.mark.parametrize("setting", sorted(SETTINGS))
