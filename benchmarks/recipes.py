@@ -81,13 +81,15 @@ def run(recipe, epochs, folder, extra=()):
         "recipe": recipe.name, "paper": recipe.paper, "paper_error_percent": recipe.paper_error,
         "error_percent": round(100 * (1 - figures["test_accuracy"]), 3), "epochs": figures["epochs"],
         "train_seconds": round(figures["train_seconds"], 1), "wall_seconds": round(wall, 1),
-        "backend": figures["backend"], "command": "uv run " + " ".join(command(recipe, epochs, extra)),
+        "backend": figures["backend"], "device": figures.get("device", ""), "command": "uv run " + " ".join(command(recipe, epochs, extra)),
     }
 
 
 def table(rows, cpu):
+    gpus = sorted({r["device"] for r in rows if r["backend"] == "cupy" and r.get("device")})
+    where = cpu + "".join(f"; {gpu}" for gpu in gpus)
     lines = [
-        f"Measured on {cpu}; test error on MNIST's 10,000 test images, seed 0.",
+        f"Measured on {where}; test error on MNIST's 10,000 test images, seed 0.",
         "",
         "| recipe | published | xpnet | epochs | train time | backend |",
         "| --- | --- | --- | --- | --- | --- |",
