@@ -126,8 +126,16 @@ class JaxBackend(Backend):
         # Every argument and result lives replicated on the mesh (batches are
         # split inside, by ``shard_batch``). Fixing that here means a freshly
         # made array and a result fed back in look alike: one compilation.
+        # On a GPU, XLA multiplies float32 matrices in TF32 (a 10-bit mantissa)
+        # unless told otherwise; xpnet's float32 means float32 on every backend,
+        # so the matrix products are traced at full precision.
+        def full_precision(*args, **kwargs):
+            with self.jax.default_matmul_precision("float32"):
+                return fn(*args, **kwargs)
+
         return self.jax.jit(
-            fn, donate_argnums=donate_argnums, in_shardings=self._replicated, out_shardings=self._replicated
+            full_precision, donate_argnums=donate_argnums, in_shardings=self._replicated,
+            out_shardings=self._replicated
         )
 
     def epoch_permutation(self, seed, epoch, n):

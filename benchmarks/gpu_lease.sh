@@ -14,6 +14,14 @@ set -u
 budget=${1:-570}
 start=$(date +%s)
 PY=${PY:-python3}
+# RECIPES: the accuracy runs, "name:epochs" each (benchmarks/recipes.py's names);
+# "name:fit" sizes that run to the time left from one epoch, at most FIT_MAX.
+RECIPES=${RECIPES:-ciresan-record:fit}
+FIT_MAX=${FIT_MAX:-100}
+# AUGMENT_COST: seconds kept for the augmentation cost at the end (0: not run).
+AUGMENT_COST=${AUGMENT_COST:-70}
+# TESTS: gpu (the tests marked gpu) or all (the whole suite).
+TESTS=${TESTS:-gpu}
 OUT=${OUT:-gpu-lease-out}
 work=$(mktemp -d)/gpu
 mkdir -p "$OUT" "$work"
@@ -48,38 +56,52 @@ until_mark() { local left=$(( $1 - $(elapsed) )); echo $(( left > 1 ? left : 1 )
   grep -m1 "model name" /proc/cpuinfo; "$PY" --version; git log -1 --format='commit %H'; } >"$work/machine.txt" 2>&1
 part backends 60 "$PY" -m backends
 
-# -- first half: correctness, and the two accuracy runs beside it ------------------
-first_half=$(( budget * 58 / 100 ))
+# -- first half: correctness, and accuracy runs beside it ---------------------------
+first_half=${FIRST_HALF:-$(( budget * 58 / 100 ))}
 (
     part default "$(until_mark $(( first_half - 60 )))" "$PY" train.py --no-progress \
         --metrics-json "$work/default.json" --out "$work/default.npz"
     rm -f "$work/default.npz"
-    # One epoch first, to size the record run to the time left.
-    part record-1 "$(until_mark $(( first_half - 30 )))" "$PY" -m benchmarks.recipes --only ciresan-record \
-        --epochs 1 --out "$work/record-1"
-    per_epoch=$("$PY" -c "import json,sys; r=json.load(open(sys.argv[1]))[0]; print(r['train_seconds'])" \
-        "$work/record-1/recipes.json" 2>/dev/null || echo 0)
-    left=$(until_mark "$first_half")
-    epochs=$("$PY" -c "import sys; s, l = float(sys.argv[1]), int(sys.argv[2]); print(max(0, min(100, int((l - 25) / (1.15 * s)))) if s > 0 else 0)" \
-        "$per_epoch" "$left")
-    echo "record: one epoch $per_epoch s, $left s left: $epochs epochs" >>"$work/parts.txt"
-    if [ "$epochs" -ge 2 ]; then
-        part record "$left" "$PY" -m benchmarks.recipes --only ciresan-record --epochs "$epochs" \
-            --out "$work/record"
-    fi
-    rm -f "$work"/record*/*.npz
+    for entry in $RECIPES; do
+        name=${entry%%:*} epochs=${entry#*:}
+        if [ "$epochs" = fit ]; then
+            # One epoch first, to size the run to the time left.
+            part "$name-1" "$(until_mark $(( first_half - 30 )))" "$PY" -m benchmarks.recipes --only "$name" \
+                --epochs 1 --out "$work/$name-1"
+            per_epoch=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[0]['train_seconds'])" \
+                "$work/$name-1/recipes.json" 2>/dev/null || echo 0)
+            left=$(until_mark "$first_half")
+            epochs=$("$PY" -c "import sys; s, l, most = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]); \
+print(max(0, min(most, int((l - 25) / (1.3 * s)))) if s > 0 else 0)" "$per_epoch" "$left" "$FIT_MAX")
+            echo "$name: one epoch $per_epoch s, $left s left: $epochs epochs" >>"$work/parts.txt"
+        fi
+        if [ "$epochs" -ge 1 ]; then
+            part "$name" "$(until_mark "$first_half")" "$PY" -m benchmarks.recipes --only "$name" --epochs "$epochs" \
+                --out "$work/$name"
+        fi
+        rm -f "$work/$name"*/*.npz
+    done
     pack
 ) &
 chain=$!
-part gpu-tests "$(until_mark $(( first_half - 10 )))" "$PY" -m pytest -m gpu -q -rfE -p no:cacheprovider \
-    --continue-on-collection-errors -o addopts="" tests
+if [ "$TESTS" = all ]; then
+    # The whole suite: every backend's tests, JAX's on the GPU too.
+    "$PY" -c "import xdist" 2>/dev/null && parallel="-n 4" || parallel=""
+    part tests "$(until_mark $(( first_half - 10 )))" "$PY" -m pytest -q -rfE -p no:cacheprovider \
+        --continue-on-collection-errors -o addopts="" $parallel tests
+else
+    part tests "$(until_mark $(( first_half - 10 )))" "$PY" -m pytest -m gpu -q -rfE -p no:cacheprovider \
+        --continue-on-collection-errors -o addopts="" tests
+fi
 wait "$chain"
 
 # -- second half: timings, the GPU to themselves ----------------------------------
-part benchmark "$(until_mark $(( budget - 70 )))" "$PY" -m benchmarks --quick --backends cupy,cupy-no-graph,jax,torch \
-    --torch-python "$PY" --out "$work/benchmark" --no-progress
-part augment-cost "$(until_mark $(( budget - 5 )))" "$PY" -m benchmarks.augment_cost --backends cupy,jax --epochs 3 \
-    --json "$work/augment-cost.json"
+part benchmark "$(until_mark $(( budget - AUGMENT_COST )))" "$PY" -m benchmarks --quick \
+    --backends cupy,cupy-no-graph,jax,torch --torch-python "$PY" --out "$work/benchmark" --no-progress
+if [ "$AUGMENT_COST" -gt 0 ]; then
+    part augment-cost "$(until_mark $(( budget - 5 )))" "$PY" -m benchmarks.augment_cost --backends cupy,jax \
+        --epochs 3 --json "$work/augment-cost.json"
+fi
 cat "$work/parts.txt"
-for f in backends default gpu-tests benchmark augment-cost; do echo "--- $f"; tail -n 12 "$work/$f.log" 2>/dev/null; done
-echo "--- record"; cat "$work/record/recipes.md" 2>/dev/null || tail -n 5 "$work/record-1.log" 2>/dev/null
+for f in backends default tests benchmark augment-cost; do echo "--- $f"; tail -n 12 "$work/$f.log" 2>/dev/null; done
+for entry in $RECIPES; do echo "--- ${entry%%:*}"; sed -n 3,5p "$work/${entry%%:*}/recipes.md" 2>/dev/null; done
