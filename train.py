@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from cli.build import build_run, initial_params
+from cli.build import build_run, initial_params, threads_to_resume_with
 from cli.console import describe_run_header, epoch_line, progress_bar
 from cli.interrupt import sigint_asks_to_stop
 from cli.outputs import check_outputs, publish, write_metrics
@@ -35,10 +35,12 @@ def main(argv=None):
     from nn.training import Diverged, Interrupted
 
     checkpoint = None
+    threads = None  # (count, where it comes from) when not --threads's
     if args.resume:
         args, checkpoint = resumed_args(argv, args.resume)
+        threads = threads_to_resume_with(args, checkpoint)
     check_outputs(args)
-    be, grad, model, optimizer, schedule, stopping, augment = build_run(args)
+    be, grad, model, optimizer, schedule, stopping, augment = build_run(args, threads)
     initial = initial_params(args.init_from, model) if args.init_from and checkpoint is None else None
     extra = load_samples(args.extra_data) if args.extra_data else None  # a bad folder fails before MNIST loads
     epoch_mode = be.check_epoch_mode(args.epoch_mode)
@@ -58,7 +60,7 @@ def main(argv=None):
     saved_args = {k: v for k, v in vars(args).items() if k not in ("resume", "checkpoint_dir")}
     saved_args["data"] = args.data or os.environ.get("MNIST_DATA") or None
     run_record = describe_run(model, optimizer, schedule, args={**saved_args, "backend": be.name, "grad": grad},
-                              data=data_fingerprint(x_train, y_train, x_val, y_val))
+                              data=data_fingerprint(x_train, y_train, x_val, y_val), blas_threads=be.threads)
     start = checkpoint.resume(run_record, model, optimizer) if checkpoint else None
     if start is not None:
         stopping = start.early_stopping

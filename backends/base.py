@@ -78,7 +78,7 @@ class Backend:
                 f"--devices {count} needs --backend jax: the {self.name} backend trains on one device"
             )
 
-    def use_threads(self, count=None):
+    def use_threads(self, count=None, source=None):
         """CPU threads for the matrix products: None chooses; only the NumPy backend takes a number."""
         if count is not None:
             raise XpnetError(

@@ -17,13 +17,14 @@ class NumpyBackend(Backend):
     # threads stays None until use_threads: the process's BLAS setting (a library
     # user's own choice) is left alone.
 
-    def use_threads(self, count=None):
-        """Train on ``count`` BLAS threads (None: as many as there are cores free now).
+    def use_threads(self, count=None, source=None):
+        """Train on ``count`` BLAS threads (None: as many as there are cores free now; ``source``
+        says where a given count comes from, for the run header).
 
         Set process-wide when the training step is made: a distorting run
         keeps one of them for its batch worker (``AheadStep``).
         """
-        self.threads, why = blas_threads.choose(count)
+        self.threads, why = blas_threads.choose(count, source)
         self._threads_note = f"{self.threads} BLAS thread{'s' if self.threads > 1 else ''}: {why}"
 
     def device_description(self):

@@ -57,14 +57,14 @@ def idle_cores(seconds=SAMPLE_SECONDS):
     return (after[0] - before[0]) / total * (os.cpu_count() or 1)
 
 
-def choose(requested=None):
-    """(threads, why): ``requested`` when given, else the user's OPENBLAS_NUM_THREADS, else the cores
-    free now (at least one)."""
+def choose(requested=None, source=None):
+    """(threads, why): ``requested`` when given (``source`` says where from: --threads by default),
+    else the user's OPENBLAS_NUM_THREADS, else the cores free now (at least one)."""
     cores = usable_cores()
     if requested is not None:
         if requested < 1:
             raise XpnetError(f"--threads {requested} must be >= 1")
-        return requested, f"--threads {requested}"
+        return requested, source or f"--threads {requested}"
     if asked_in_environment() is not None:
         return asked_in_environment(), f"{BLAS_ENV}={asked_in_environment()}"
     idle = idle_cores()

@@ -5,8 +5,9 @@ import os
 from cli.train_args import ADAM_WEIGHT_DECAY, augment_from_args
 
 
-def build_run(args):
-    """Backend, model, optimizer and schedule from the flags; fails before any data is read."""
+def build_run(args, threads=None):
+    """Backend, model, optimizer and schedule from the flags; fails before any data is read.
+    ``threads``: (count, where it comes from) for the BLAS threads instead of --threads."""
     import nn
     from backends import XpnetError, get_backend
 
@@ -43,7 +44,7 @@ def build_run(args):
         elif args.cuda_graph:
             raise XpnetError(f"--cuda-graph needs --backend cupy (the {be.name} backend has no CUDA graphs)")
     be.use_devices(args.devices)
-    be.use_threads(args.threads)
+    be.use_threads(*(threads or (args.threads, None)))
     be.check_batch_size(args.batch_size)
     grad = be.check_grad_mode(args.grad)
     stopping = nn.EarlyStopping(args.patience, args.min_delta, args.restore_best)
@@ -128,3 +129,18 @@ def initial_params(path, model):
         )
     return params
 
+
+def threads_to_resume_with(args, checkpoint):
+    """(count, why) of the BLAS threads a resumed NumPy run started with, or None: --threads or
+    $OPENBLAS_NUM_THREADS given now, another backend, or a checkpoint that does not say."""
+    from backends.threads import asked_in_environment
+
+    # The validation pass's matrix products round differently on another count of
+    # threads (seen on a 16-core machine whose free cores changed between the runs):
+    # the same count keeps a resumed run bit for bit the uninterrupted one.
+    started_with = checkpoint.run.get("blas_threads")
+    if args.threads is not None or asked_in_environment() is not None or args.backend != "numpy":
+        return None
+    if type(started_with) is not int or started_with < 1:
+        return None
+    return started_with, f"as the run started (--resume {args.resume})"

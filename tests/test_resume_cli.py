@@ -150,6 +150,30 @@ def test_run_killed_in_epoch_3_and_resumed_equals_the_straight_run(backend, digi
             np.testing.assert_allclose(a[k], b[k], rtol=0 if exact else 1e-5, atol=0 if exact else 1e-6)
 
 
+def test_a_resumed_numpy_run_keeps_the_blas_threads_it_started_with(digits, tmp_path):
+    """Another count of threads rounds the validation pass's products differently (seen on a 16-core
+    machine whose free cores changed between the runs): resumed, a run takes the count it started
+    with, unless --threads or OPENBLAS_NUM_THREADS says otherwise now."""
+    ck = tmp_path / "ck"
+    started = subprocess.run(_command("--backend", "numpy", "--data", digits, *RUN, "--epochs", 1, "--checkpoint-dir",
+                                      ck, "--out", tmp_path / "m.npz"),
+                             capture_output=True, text=True, cwd=ROOT, env={**_env(), "OPENBLAS_NUM_THREADS": "3"},
+                             timeout=300)
+    assert started.returncode == 0, started.stderr
+    assert "3 BLAS threads: OPENBLAS_NUM_THREADS=3" in started.stdout
+    quiet = {k: v for k, v in _env().items() if k != "OPENBLAS_NUM_THREADS"}
+
+    def resumed(*flags, env=quiet):
+        result = subprocess.run(_command("--resume", ck, *flags), capture_output=True, text=True, cwd=ROOT, env=env,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert f"3 BLAS threads: as the run started (--resume {ck})" in resumed()
+    assert "2 BLAS threads: --threads 2" in resumed("--threads", 2)
+    assert "1 BLAS thread: OPENBLAS_NUM_THREADS=1" in resumed(env={**quiet, "OPENBLAS_NUM_THREADS": "1"})
+
+
 def _interrupt_in_epoch_2(*args):
     """train.py started, Ctrl-C once its first per-epoch line says epoch 2 is under way."""
     process = subprocess.Popen(_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
