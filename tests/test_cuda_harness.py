@@ -165,9 +165,12 @@ def test_kernels_under_address_sanitizer():
 
     env = _asan_environment()
     here = Path(__file__).resolve()
+    # The emulated kernels only: on a GPU machine the tests marked gpu would load CuPy and the
+    # CUDA driver under AddressSanitizer's preloaded runtime, which do not go together (the
+    # whole suite's run on an H200 failed here).
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(here.parent / "test_cuda_kernels.py"), str(here),
-         "-k", "not broken and not sanitizer"],
+         "-k", "not broken and not sanitizer", "-m", "not gpu"],
         capture_output=True, text=True, env=env, cwd=here.parent.parent, timeout=600,
     )
     assert result.returncode == 0 and "AddressSanitizer" not in result.stderr, (
