@@ -3,6 +3,9 @@
 #
 #   MNIST_DATA=FOLDER OUT=DIR benchmarks/gpu_lease.sh [SECONDS]
 #
+# SECONDS: the whole command's budget (default 570). The settings below
+# (RECIPES, FIT_MAX, AUGMENT_COST, TESTS, FIRST_HALF) are environment variables.
+#
 # A lease is short and is not extended, so every part has its own time limit,
 # a failing part never stops the next, and the logs are packed into
 # $OUT/results.tgz after each part (what ran before a cut still comes back).
@@ -29,6 +32,13 @@ export PYTHONUNBUFFERED=1
 # JAX would otherwise take 75% of the GPU's memory at import, and two
 # processes share the GPU in the first half.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
+
+# Wheels in .whl/ are what the machine's image lacks (pygame-ce for the GUI tests: the
+# README's GPU section says how to fetch it); installed beside the image's packages.
+if ls .whl/*.whl >/dev/null 2>&1; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$(dirname "$work")/site" .whl/*.whl \
+        && export PYTHONPATH="$(dirname "$work")/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
 
 elapsed() { echo $(( $(date +%s) - start )); }
 # Two processes pack at times: each through its own temporary name. tar may warn

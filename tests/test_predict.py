@@ -140,7 +140,8 @@ def test_the_readmes_python_example_trains_saves_loads_and_reads(tmp_path):
     readme = (ROOT / "README.md").read_text()
     section = readme.split("### Use it from Python", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
-    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # The example runs in an empty folder: a relative MNIST_DATA is made absolute first.
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "MNIST_DATA": str(Path(mnist_dir()).resolve())}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                             env=environment, timeout=600)
     assert result.returncode == 0, result.stderr
