@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Everything xpnet checks and measures on a lent GPU, as one command.
 #
-#   MNIST_DATA=FOLDER OUT=DIR benchmarks/gpu_lease.sh [SECONDS]
+#   MNIST_DATA=FOLDER OUT=DIR XPNET_SOURCE_REVISION=COMMIT benchmarks/gpu_lease.sh [SECONDS]
 #
+# XPNET_SOURCE_REVISION names the commit the copied tree is (the copy's own
+# git history was a day old on the first lease); the reports print it.
 # SECONDS: the whole command's budget (default 570). The settings below
 # (RECIPES, FIT_MAX, AUGMENT_COST, TESTS, FIRST_HALF) are environment variables.
 #
@@ -63,7 +65,8 @@ part() {
 until_mark() { local left=$(( $1 - $(elapsed) )); echo $(( left > 1 ? left : 1 )); }
 
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; nproc;
-  grep -m1 "model name" /proc/cpuinfo; "$PY" --version; git log -1 --format='commit %H'; } >"$work/machine.txt" 2>&1
+  grep -m1 "model name" /proc/cpuinfo; "$PY" --version
+  echo "commit ${XPNET_SOURCE_REVISION:-$(git log -1 --format=%H) (from the copied git history, which may be stale)}"; } >"$work/machine.txt" 2>&1
 part backends 60 "$PY" -m backends
 
 # -- first half: correctness, and accuracy runs beside it ---------------------------

@@ -189,7 +189,14 @@ def load_average():
 
 
 def source_revision(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))):
-    """The commit ``root`` (the project) is at, with " and uncommitted changes" where tracked files differ; None outside git."""
+    """The commit ``root`` (the project) is at, with " and uncommitted changes" where tracked files differ; None outside git.
+
+    $XPNET_SOURCE_REVISION, where set, is taken instead: a copy of the tree whose git history is
+    not its own (a lent GPU machine's was a day old) says which commit it is.
+    """
+    stated = os.environ.get("XPNET_SOURCE_REVISION", "").strip()
+    if stated:
+        return f"{stated} (as stated by XPNET_SOURCE_REVISION)"
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()

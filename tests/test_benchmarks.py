@@ -183,6 +183,7 @@ def test_source_revision_names_the_commit_and_uncommitted_changes(tmp_path, monk
         pytest.skip("git is not installed")
     # A temporary folder inside someone's repository must still read as "not a repository".
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    monkeypatch.delenv("XPNET_SOURCE_REVISION", raising=False)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
     assert probe.source_revision(str(tmp_path)) is None  # not a repository
     subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
@@ -196,6 +197,9 @@ def test_source_revision_names_the_commit_and_uncommitted_changes(tmp_path, monk
     assert probe.source_revision(str(tmp_path)) == clean
     (tmp_path / "a.txt").write_text("two")
     assert probe.source_revision(str(tmp_path)) == clean + " and uncommitted changes"
+    # A copy whose git history is not its own (a lent GPU machine's) is told which commit it is.
+    monkeypatch.setenv("XPNET_SOURCE_REVISION", "5a5ad21")
+    assert probe.source_revision(str(tmp_path)) == "5a5ad21 (as stated by XPNET_SOURCE_REVISION)"
 
 
 def test_report_names_the_source_revision_when_the_document_has_it(numpy_doc):
