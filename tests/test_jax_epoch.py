@@ -200,7 +200,7 @@ def test_new_learning_rates_reuse_the_compiled_step():
 @pytest.mark.parametrize("grad", ["autodiff", "manual"])
 def test_every_matrix_product_is_traced_at_float32_precision(grad):
     """On a GPU, XLA multiplies float32 matrices in TF32 unless told otherwise (seen on an H200: a
-    2048² matmul at 73.8 TFLOP/s, past float32's peak); xpnet's float32 is float32 on every backend."""
+    2048² matmul at 73.8 TFLOP/s against cuBLAS's 46.5 in float32); xpnet's float32 is float32 everywhere."""
     _jax()
     be = get_backend("jax")
     model = MLP(sizes=(10, 9, 3), activations="tanh")

@@ -43,8 +43,8 @@ def _env():
     return env
 
 
-def _train(*args):
-    return subprocess.run(_command(*args), capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=300)
+def _train(*args, env=None):
+    return subprocess.run(_command(*args), capture_output=True, text=True, cwd=ROOT, env=env or _env(), timeout=300)
 
 
 def _saved_epoch(folder):
@@ -155,17 +155,14 @@ def test_a_resumed_numpy_run_keeps_the_blas_threads_it_started_with(digits, tmp_
     machine whose free cores changed between the runs): resumed, a run takes the count it started
     with, unless --threads or OPENBLAS_NUM_THREADS says otherwise now."""
     ck = tmp_path / "ck"
-    started = subprocess.run(_command("--backend", "numpy", "--data", digits, *RUN, "--epochs", 1, "--checkpoint-dir",
-                                      ck, "--out", tmp_path / "m.npz"),
-                             capture_output=True, text=True, cwd=ROOT, env={**_env(), "OPENBLAS_NUM_THREADS": "3"},
-                             timeout=300)
+    started = _train("--backend", "numpy", "--data", digits, *RUN, "--epochs", 1, "--checkpoint-dir", ck,
+                     "--out", tmp_path / "m.npz", env={**_env(), "OPENBLAS_NUM_THREADS": "3"})
     assert started.returncode == 0, started.stderr
     assert "3 BLAS threads: OPENBLAS_NUM_THREADS=3" in started.stdout
     quiet = {k: v for k, v in _env().items() if k != "OPENBLAS_NUM_THREADS"}
 
     def resumed(*flags, env=quiet):
-        result = subprocess.run(_command("--resume", ck, *flags), capture_output=True, text=True, cwd=ROOT, env=env,
-                                timeout=300)
+        result = _train("--resume", ck, *flags, env=env)
         assert result.returncode == 0, result.stderr
         return result.stdout
 
