@@ -113,7 +113,8 @@ def speed_section(doc):
     timed = cfg["speed"]["epochs"] - 1
     rounds = cfg["speed"].get("rounds", 1)
     rounds_text = (f" Every variant ran this phase {rounds} times, taking turns; each row shows its round "
-                   "with the lowest median (all rounds are in the JSON)." if rounds > 1 else "")
+                   "with the lowest median epoch, and its one-digit figure from the round where that was "
+                   "lowest (all rounds are in the JSON)." if rounds > 1 else "")
     return "\n".join([
         f"## Speed: {sizes} ReLU, batch {cfg['batch']}, Adam 1e-3 constant (every row)",
         "",

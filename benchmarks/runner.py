@@ -45,8 +45,8 @@ class Settings:
 
 
 FULL = Settings(6, 1000, 10, 4096, 5, (5, 15), (64, 128, 256, 512, 1024, 2048, 4096),
-                (32, 64, 128, 256, 512, 1024, 2048, 4096), 30, 3, speed_rounds=2)
-QUICK = Settings(3, 200, 3, 2048, 3, (5,), (64, 512, 4096), (32, 256, 4096), 5, 2)
+                (32, 64, 128, 256, 512, 1024, 2048, 4096), 30, 3, speed_rounds=3)
+QUICK = Settings(3, 200, 3, 2048, 3, (5,), (64, 512, 4096), (32, 256, 4096), 5, 2, speed_rounds=3)
 
 
 def units(settings, phase, variant):
@@ -174,14 +174,19 @@ def run(variants, settings, data, *, seed, batch, sizes, val_size, torch, progre
 
 
 def fastest_round(rounds):
-    """The round with the lowest median epoch, with every round's headline numbers beside it."""
+    """The round with the lowest median epoch, with every round's headline numbers beside it.
+
+    One-digit inference takes its own fastest round: a few microseconds a
+    call, it is slowed by other moments of the machine than the epoch is.
+    """
     done = [r for r in rounds if r.get("status") == "ok"]
     if not done:
         return rounds[0]
     best = min(done, key=lambda r: r["epoch_seconds_median"])
+    one = min(done, key=lambda r: r["infer_one_us"]["median"])["infer_one_us"]
     summary = [{"epoch_seconds_median": r["epoch_seconds_median"],
                 "infer_one_us_median": r["infer_one_us"]["median"]} for r in done]
-    return {**best, "rounds": summary}
+    return {**best, "infer_one_us": one, "rounds": summary}
 
 
 # -- rows ------------------------------------------------------------------------------

@@ -64,6 +64,7 @@ def test_tiny_run_has_every_field_and_torch_says_not_installed(numpy_doc):
     assert numpy_row["samples_per_second"] == pytest.approx(600 / numpy_row["epoch_seconds_median"])
     rounds = [r["epoch_seconds_median"] for r in numpy_row["speed_rounds"]]
     assert len(rounds) == 2 and numpy_row["epoch_seconds_median"] == min(rounds)
+    assert numpy_row["infer_one_us_median"] == min(r["infer_one_us_median"] for r in numpy_row["speed_rounds"])
     assert 0.0 <= numpy_row["test_accuracy"] <= 1.0
     assert [run["epochs"] for run in numpy_row["accuracy_runs"]] == [1, 2]
     assert len(numpy_row["accuracy_runs"][1]["curve"]) == 2
