@@ -1,10 +1,12 @@
-"""xpnet's own CPU kernels: the optimizer updates, each fused into one pass, compiled at first use.
+"""xpnet's own CPU kernels: the optimizer updates and the augmentation's warp, compiled at first use.
 
 With NumPy's ufuncs, Adam with weight decay is sixteen passes over the
 parameters a step, each a call through NumPy's dispatch (README, A NumPy
 step, split). ``backends/cpu/optimizers.c`` makes it one, with the same
 float32 operations in the same order (no fused multiply-add), so the bits
-are the ufunc path's (``tests/test_cpu_kernels.py``). It needs a C compiler
+are the ufunc path's (``tests/test_cpu_kernels.py``). ``backends/cpu/augment.c``
+does the same for ``nn.augment.warp``: a distorted batch in one pass per
+image instead of a few dozen gathers and temporaries. They need a C compiler
 (``$CC``, ``cc``, ``gcc`` or ``clang``) once: the library is cached in
 ``$XPNET_CACHE`` (default ``~/.cache/xpnet``) under a name made from the
 source, the compiler and this CPU, and written there atomically. Without a
@@ -25,7 +27,7 @@ import numpy
 
 from .cache import cache_root
 
-SOURCE = Path(__file__).resolve().parent / "cpu" / "optimizers.c"
+SOURCES = tuple(Path(__file__).resolve().parent / "cpu" / name for name in ("optimizers.c", "augment.c"))
 SWITCH = "XPNET_CPU_KERNELS"
 # -ffp-contract=off: a product and a sum stay two roundings, as in NumPy. -march=native lets the
 # loops use the CPU's widest vectors (the same bits: each lane rounds as a scalar would);
@@ -37,6 +39,7 @@ _pointer, _size, _f32, _int = ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_float,
 _SIGNATURES = {
     "sgd_update_f32": (_pointer, _pointer, _pointer, _size, _size, _f32, _int, _f32, _f32),
     "adam_update_f32": (_pointer, _pointer, _pointer, _pointer, _size, _size) + (_f32,) * 9 + (_int,),
+    "warp_f32": (_pointer, _pointer, _size, _pointer, _pointer, _pointer),
 }
 
 _loaded = None  # (library or None, why): found once per process
@@ -65,14 +68,14 @@ def _cpu_signature():
 
 
 def _build(compiler, target):
-    """Compile SOURCE into ``target`` through a temporary file beside it; the compiler's complaint, or None."""
+    """Compile SOURCES into ``target`` through a temporary file beside it; the compiler's complaint, or None."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
         error = ""
         for extra in (NATIVE, ()):
-            run = subprocess.run([compiler, *FLAGS, *extra, "-o", tmp, str(SOURCE)],
+            run = subprocess.run([compiler, *FLAGS, *extra, "-o", tmp, *map(str, SOURCES)],
                                  capture_output=True, text=True, timeout=120)
             if run.returncode == 0:
                 os.replace(tmp, target)
@@ -89,11 +92,10 @@ def _load():
     compiler = _compiler()
     if compiler is None:
         return None, "no C compiler found (cc, gcc or clang)"
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, compiler.encode(), " ".join(FLAGS).encode(),
+    key = hashlib.sha256(b"\0".join([*(source.read_bytes() for source in SOURCES), compiler.encode(), " ".join(FLAGS).encode(),
                                      _cpu_signature().encode()])).hexdigest()[:16]
     suffix = ".dll" if os.name == "nt" else ".so"
-    target = cache_root() / "cpu-kernels" / f"optimizers-{key}{suffix}"
+    target = cache_root() / "cpu-kernels" / f"kernels-{key}{suffix}"
     try:
         if not target.exists():
             error = _build(compiler, target)
@@ -117,10 +119,10 @@ def library():
 
 
 def describe():
-    """One phrase for the run header: which update the NumPy backend runs, and why."""
+    """One phrase for the run header: whether the NumPy backend's update and warp run in C, and why."""
     library()
     lib, why = _loaded
-    return f"fused C optimizer ({why})" if lib is not None else f"ufunc optimizer: {why}"
+    return f"C optimizer and warp ({why})" if lib is not None else f"ufunc optimizer and warp: {why}"
 
 
 def _address(a):
@@ -170,3 +172,21 @@ def fused_update(optimizer, dtype):
         return None
     lib = library()
     return FusedUpdate(lib, optimizer) if lib is not None else None
+
+
+def _warp(lib, x, draws):
+    """``nn.augment.warp(numpy, x, draws)`` by ``warp_f32``: the same bits."""
+    clean, inverse, shift, stroke, field = draws
+    x = numpy.ascontiguousarray(x)
+    params = numpy.stack([*inverse, *shift, stroke, clean.astype(numpy.float32)], axis=1).astype(numpy.float32)
+    out = numpy.empty_like(x)
+    dx, dy = (None, None) if field is None else (numpy.ascontiguousarray(f, dtype=numpy.float32) for f in field)
+    lib.warp_f32(_address(x), _address(out), x.shape[0], _address(params),
+                 None if dx is None else _address(dx), None if dy is None else _address(dy))
+    return out
+
+
+def augment_warp():
+    """``warp(x, draws)`` for float32 batches of 28x28 images, by the C kernel; None without one."""
+    lib = library()
+    return None if lib is None else (lambda x, draws: _warp(lib, x, draws))

@@ -52,6 +52,20 @@ class NumpyBackend(Backend):
         # One compiled pass where a C compiler is at hand, the same bits as the ufuncs' sixteen.
         return cpu_kernels.fused_update(optimizer, dtype) or super().flat_update_fn(optimizer, dtype)
 
+    def batch_fn(self, *, seed, augment=None):
+        # The warp in C where a compiler is at hand (the same bits); the draws stay nn.augment's.
+        warp = cpu_kernels.augment_warp() if augment is not None and augment.active else None
+        if warp is None:
+            return super().batch_fn(seed=seed, augment=augment)
+
+        def batch(x_all, y_all, idx, step_no):
+            x, y = x_all[idx], y_all[idx]
+            if x.dtype != numpy.float32 or x.shape[1:] != (784,):
+                return augment.apply(numpy, x, seed, step_no), y
+            return warp(x, augment.draws(numpy, seed, step_no, x.shape[0])), y
+
+        return batch
+
     def make_train_step(self, model, optimizer, *, seed, grad=None, augment=None):
         ahead = augment is not None and augment.active and (self.threads or 0) >= 2
         if self.threads:
@@ -65,13 +79,16 @@ class NumpyBackend(Backend):
 class AheadStep:
     """A train step whose distorted batches are made one step ahead, in a thread of their own.
 
-    Distorting a batch is a few milliseconds of gathers and ufuncs that
-    release the GIL, and it depends on no weights: while the main thread
-    runs step i's products, the worker draws batch i + 1 (``prefetch``,
-    which ``nn.fit`` calls before each step). The numbers are the same
-    either way, keyed by (seed, step, sample); a step nobody prefetched
-    makes its batch itself. The products run on one BLAS thread fewer: the
-    worker's core is its own.
+    Distorting a batch takes most of a millisecond with the C warp and
+    several without it (gathers and ufuncs); both release the GIL, and
+    neither depends on the weights: while the main thread runs step i's
+    products, the worker draws batch i + 1 (``prefetch``, which ``nn.fit``
+    calls before each step). The numbers are the same either way, keyed by
+    (seed, step, sample); a step nobody prefetched makes its batch itself.
+    The products run on one BLAS thread fewer: the worker's core is its
+    own (measured against the C warp inline on both threads: 1.50x against
+    1.87x a plain epoch for the default model, 1.68x against 1.59x for
+    784-800-10, 2-core AMD EPYC).
     """
 
     def __init__(self, batch, update):

@@ -135,6 +135,10 @@ class Augment:
             return x
         return augment_batch(xp, x, seed, step, self)
 
+    def draws(self, xp, seed, step, batch):
+        """What step ``step`` distorts its ``batch`` images by (``draw``), for a kernel that warps them itself."""
+        return draw(xp, seed, step, batch, self)
+
 
 def gaussian_matrix(xp, sigma, n=SIDE):
     """``G[i, j] = exp(-(i - j)^2 / 2 sigma^2) / (sigma sqrt(2 pi))``: zero-padded smoothing as ``G @ f``."""
@@ -253,14 +257,25 @@ def stroke_width(xp, images, blend):
     return images + xp.maximum(t, 0) * (dilated - images) + xp.maximum(-t, 0) * (eroded - images)
 
 
-def augment_batch(xp, x, seed, step, augment):
-    """The augmented batch: ``x`` (batch, 784) float32 in, same shape out; clean rows unchanged."""
-    batch = x.shape[0]
+def draw(xp, seed, step, batch, augment):
+    """(clean, inverse, shift, stroke, field): ``sample_parameters``' four and the elastic field, or None."""
     clean, inverse, shift, stroke = sample_parameters(xp, seed, step, batch, augment)
     field = elastic_field(xp, seed, step, batch, augment.sigma, augment.alpha) if augment.kind == "elastic" else None
+    return clean, inverse, shift, stroke, field
+
+
+def warp(xp, x, draws):
+    """``x`` (batch, 784) distorted as ``draws`` (``draw``'s five) say; clean rows unchanged."""
+    clean, inverse, shift, stroke, field = draws
+    batch = x.shape[0]
     # The stroke changes before the warp, on the gathered source: after it,
     # XLA fuses the neighbour reads into the bilinear gathers and repeats
     # them (4x slower on the CPU, measured).
     images = stroke_width(xp, x.reshape(batch, SIDE, SIDE), stroke)
     warped = xp.clip(bilinear_sample(xp, images, *sampling_coordinates(xp, inverse, shift, field)), 0, 1)
     return xp.where(clean[:, None], x, warped.reshape(batch, SIDE * SIDE).astype(x.dtype))
+
+
+def augment_batch(xp, x, seed, step, augment):
+    """The augmented batch: ``x`` (batch, 784) float32 in, same shape out; clean rows unchanged."""
+    return warp(xp, x, draw(xp, seed, step, x.shape[0], augment))

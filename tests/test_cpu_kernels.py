@@ -132,9 +132,9 @@ def test_without_a_compiler_training_keeps_the_ufuncs_and_says_why(monkeypatch, 
     monkeypatch.setenv("CC", "no-such-compiler")
     monkeypatch.setenv("PATH", str(tmp_path))
     assert cpu_kernels.library() is None
-    assert cpu_kernels.describe() == "ufunc optimizer: no C compiler found (cc, gcc or clang)"
+    assert cpu_kernels.describe() == "ufunc optimizer and warp: no C compiler found (cc, gcc or clang)"
     assert cpu_kernels.fused_update(Adam(), np.float32) is None
-    assert "ufunc optimizer" in get_backend("numpy").device_description()
+    assert "ufunc optimizer and warp" in get_backend("numpy").device_description()
 
 
 def test_a_failing_compiler_leaves_nothing_in_the_cache(monkeypatch, tmp_path):
@@ -146,7 +146,7 @@ def test_a_failing_compiler_leaves_nothing_in_the_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("XPNET_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CC", str(failing))
     assert cpu_kernels.library() is None
-    assert cpu_kernels.describe() == "ufunc optimizer: cc failed: cc: error: this compiler is broken"
+    assert cpu_kernels.describe() == "ufunc optimizer and warp: cc failed: cc: error: this compiler is broken"
     assert list((tmp_path / "cache" / "cpu-kernels").iterdir()) == []
 
 
