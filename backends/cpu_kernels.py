@@ -92,8 +92,9 @@ def _load():
     compiler = _compiler()
     if compiler is None:
         return None, "no C compiler found (cc, gcc or clang)"
-    key = hashlib.sha256(b"\0".join([*(source.read_bytes() for source in SOURCES), compiler.encode(), " ".join(FLAGS).encode(),
-                                     _cpu_signature().encode()])).hexdigest()[:16]
+    parts = [*(source.read_bytes() for source in SOURCES), compiler.encode(), " ".join(FLAGS).encode(),
+             _cpu_signature().encode()]
+    key = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
     suffix = ".dll" if os.name == "nt" else ".so"
     target = cache_root() / "cpu-kernels" / f"kernels-{key}{suffix}"
     try:

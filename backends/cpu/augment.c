@@ -4,7 +4,7 @@
 // random draws stay in nn/augment.py (``draw``): this file only warps by
 // them. Every value goes through the same float32 operations, in the same
 // order, as the NumPy path (compiled with -ffp-contract=off, no fused
-// multiply-add), so the two give the same bits (tests/test_cpu_kernels.py).
+// multiply-add), so the two give the same bits (tests/test_cpu_warp.py).
 #include <math.h>
 #include <stddef.h>
 
@@ -12,7 +12,8 @@
 #define PIXELS (SIDE * SIDE)
 // The source for sampling sits in a zero frame, one pixel before and two
 // after each axis (nn.augment.bilinear_sample's padding), so that no read
-// needs a bounds check: the loops have no branches and vectorize.
+// needs a bounds check and the loops have no branches (the stroke's loop
+// vectorizes; GCC leaves the sampling's four gathers scalar).
 #define FRAMED (SIDE + 3)
 
 static inline float larger(float a, float b) { return a > b ? a : b; }
