@@ -65,11 +65,12 @@ def test_the_busy_benchmark_times_idle_and_busy_and_stops_its_load(tmp_path, mon
     start = busy.start_busy_loop
     monkeypatch.setattr(busy, "start_busy_loop", lambda: loads.append(start()) or loads[-1])
     out = tmp_path / "busy.json"
-    assert busy.main(["--hidden", "8", "--epochs", "2", "--data", str(data), "--json", str(out)]) == 0
+    assert busy.main(["--hidden", "8", "--epochs", "2", "--rounds", "2", "--data", str(data), "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     cores = os.cpu_count() or 1
     assert [(r["machine"], r["threads"]) for r in rows] == [
         ("idle", "auto"), ("idle", f"--threads {cores}"), ("busy", "auto"), ("busy", f"--threads {cores}")]
     assert rows[1]["chosen"] == rows[3]["chosen"] == cores
-    assert all(1 <= r["chosen"] <= cores and r["epoch_s"] > 0 for r in rows)
-    assert len(loads) == 1 and loads[0].poll() is not None  # the load was started once, and is gone
+    assert all(1 <= r["chosen"] <= cores and r["epoch_s"] == min(r["rounds_s"]) > 0 for r in rows)
+    assert all(len(r["rounds_s"]) == 2 for r in rows)
+    assert len(loads) == 2 and all(load.poll() is not None for load in loads)  # a load each round, each gone
