@@ -31,7 +31,7 @@ def build_parser():
                    help=f"comma-separated variants: {', '.join(v.name for v in VARIANTS)} or all (default: all; "
                         f"with --quick all but {', '.join(v.name for v in VARIANTS if v.comparison)})")
     p.add_argument("--quick", action="store_true",
-                   help="few epochs, few sweep points, few steps: one to two minutes on a 2-core CPU")
+                   help="few epochs, few sweep points, few steps: about two minutes on a 2-core CPU")
     p.add_argument("--json", default=None, metavar="PATH", help="write every measurement as JSON")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write benchmark.md, benchmark.json and the PNG charts into DIR")
