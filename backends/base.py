@@ -162,16 +162,21 @@ class Backend:
 
     def batch_fn(self, *, seed, augment=None):
         """``batch(x_all, y_all, idx, step_no) -> (x, y)``: the minibatch gathered, and distorted by ``augment``."""
-        xp = self.xp
+        distort = self.distort_fn(augment, seed) if augment is not None else None
 
         def batch(x_all, y_all, idx, step_no):
             idx = self.shard_batch(idx)
             x, y = self.shard_batch(x_all[idx]), self.shard_batch(y_all[idx])
-            if augment is not None:
-                x = augment.apply(xp, x, seed, step_no)  # the input as it is when augment.kind is none
+            if distort is not None:
+                x = distort(x, step_no)  # the input as it is when augment.kind is none
             return x, y
 
         return batch
+
+    def distort_fn(self, augment, seed):
+        """``distort(x, step_no)``: a gathered batch distorted by ``augment`` (``nn.augment``, written once)."""
+        xp = self.xp
+        return lambda x, step_no: augment.apply(xp, x, seed, step_no)
 
     def update_fn(self, model, optimizer, *, seed, grad=None):
         """``update(params, state, x, y, lr, step_no)``: one step on a gathered batch, the rest of ``step``.

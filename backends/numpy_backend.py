@@ -52,19 +52,18 @@ class NumpyBackend(Backend):
         # One compiled pass where a C compiler is at hand, the same bits as the ufuncs' sixteen.
         return cpu_kernels.fused_update(optimizer, dtype) or super().flat_update_fn(optimizer, dtype)
 
-    def batch_fn(self, *, seed, augment=None):
+    def distort_fn(self, augment, seed):
         # The warp in C where a compiler is at hand (the same bits); the draws stay nn.augment's.
-        warp = cpu_kernels.augment_warp() if augment is not None and augment.active else None
+        warp = cpu_kernels.augment_warp() if augment.active else None
         if warp is None:
-            return super().batch_fn(seed=seed, augment=augment)
+            return super().distort_fn(augment, seed)
 
-        def batch(x_all, y_all, idx, step_no):
-            x, y = x_all[idx], y_all[idx]
+        def distort(x, step_no):
             if x.dtype != numpy.float32 or x.shape[1:] != (784,):
-                return augment.apply(numpy, x, seed, step_no), y
-            return warp(x, augment.draws(numpy, seed, step_no, x.shape[0])), y
+                return augment.apply(numpy, x, seed, step_no)
+            return warp(x, augment.draws(numpy, seed, step_no, x.shape[0]))
 
-        return batch
+        return distort
 
     def make_train_step(self, model, optimizer, *, seed, grad=None, augment=None):
         ahead = augment is not None and augment.active and (self.threads or 0) >= 2
@@ -86,9 +85,8 @@ class AheadStep:
     calls before each step). The numbers are the same either way, keyed by
     (seed, step, sample); a step nobody prefetched makes its batch itself.
     The products run on one BLAS thread fewer: the worker's core is its
-    own (measured against the C warp inline on both threads: 1.50x against
-    1.87x a plain epoch for the default model, 1.68x against 1.59x for
-    784-800-10, 2-core AMD EPYC).
+    own. (The C warp inline, on both threads, was tried on the 2-core AMD
+    EPYC: slower for the default model, a little faster for 784-800-10.)
     """
 
     def __init__(self, batch, update):

@@ -7,6 +7,11 @@ and reports the median epoch time after the first (which compiles on JAX)
 and the ratio. Plain and augmented runs of one row take turns, ``--rounds``
 times, and each keeps its fastest round: on a VM whose speed drifts within
 minutes, a single pair compares two different machines.
+
+First, in this process, it times one distorted batch of 128 images alone
+(the default distortions, median of 100 calls): NumPy through
+``nn.augment``'s ufuncs, NumPy's own path (the C warp where a compiler is
+at hand) and JAX jitted, where installed.
 """
 
 MODELS = ("256,128", "800")  # the default model (train.py's --hidden) and Simard's
@@ -20,6 +25,32 @@ def epoch_seconds(backend, hidden, augment, epochs, data, openblas_threads=None)
             *(["--data", data] if data else [])]
     env = {BLAS_ENV: str(openblas_threads) if openblas_threads else None}
     return median_epoch_seconds(train_run(argv, env))
+
+
+def batch_microseconds(backends, batch=128, repeats=100):
+    """{path: median microseconds} of distorting one batch of ``batch`` random images, one step each call."""
+    import itertools
+
+    import numpy as np
+
+    from backends import cpu_kernels, get_backend, unavailable_reason
+    from benchmarks.probe import time_calls
+    from nn.augment import Augment, augment_batch
+
+    augment = Augment("elastic")
+    x = np.random.default_rng(0).random((batch, 784), dtype=np.float32)
+    steps = itertools.count()
+    paths = {"numpy, nn.augment's ufuncs": lambda: augment_batch(np, x, 0, next(steps), augment)}
+    if "numpy" in backends:
+        distort = get_backend("numpy").distort_fn(augment, 0)
+        how = "C warp" if cpu_kernels.library() is not None else cpu_kernels.describe()
+        paths[f"numpy, the backend's ({how})"] = lambda: distort(x, next(steps))
+    if "jax" in backends and unavailable_reason("jax") is None:
+        be = get_backend("jax")
+        draw = be.compile(lambda x, step: augment.apply(be.xp, x, 0, step))
+        x_device = be.asarray(x)
+        paths["jax, jitted"] = lambda: be.block(draw(x_device, be.asarray(np.int32(next(steps)))))
+    return {name: 1e6 * float(np.median(time_calls(fn, repeats))) for name, fn in paths.items()}
 
 
 def main(argv=None):
@@ -36,10 +67,17 @@ def main(argv=None):
     add_data_flag(p)
     args = p.parse_args(argv)
     check_json(args)
+    names = [b.strip() for b in args.backends.split(",") if b.strip()]
+    batch = batch_microseconds(names)
+    print("| one batch of 128, default distortions | median |")
+    print("| --- | --- |")
+    for name, us in batch.items():
+        print(f"| {name} | {us:,.0f} µs |", flush=True)
+    print()
     rows = []
     print(f"| backend | model | plain epoch (fastest of {args.rounds}) | augmented epoch (elastic) | ratio |")
     print("| --- | --- | --- | --- | --- |")
-    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+    for backend in names:
         for hidden in MODELS:
             times = {"none": [], "elastic": []}
             for _ in range(args.rounds):
@@ -52,7 +90,7 @@ def main(argv=None):
                          "openblas_threads": args.openblas_threads})
             r = rows[-1]
             print(f"| {backend} | {r['model']} | {plain:.2f} s | {augmented:.2f} s | {r['ratio']:.2f}x |", flush=True)
-    write_json(args, rows)
+    write_json(args, {"one_batch_us": batch, "rows": rows})
     return 0
 
 

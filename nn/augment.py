@@ -179,9 +179,9 @@ def sample_parameters(xp, seed, step, batch, augment):
     u = uniform_at_step(xp, seed, step, PARAMS_LAYER, (batch, N_PARAMS))
     # Times the identity: exact (each entry times 1, plus zeros), and XLA
     # never fuses a product into what reads it, so it hashes these numbers
-    # once per sample. Without it, it recomputes the counter hash inside every
-    # per-pixel loop that reads a parameter: the jitted augmentation of a
-    # 128-image batch took 1.6x as long on a 2-core CPU (measured).
+    # once per sample. Without it, XLA's CPU compiler copies the counter hash
+    # into every per-pixel loop that reads a parameter (its optimized HLO
+    # shows it; README, What augmentation costs, has the epochs before and after).
     u = u @ xp.eye(N_PARAMS, dtype=u.dtype)
     v = u * 2 - 1
     theta = v[:, ROTATE] * xp.float32(augment.rotate * math.pi / 180)

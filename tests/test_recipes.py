@@ -57,6 +57,13 @@ def test_augment_cost_times_plain_and_augmented_epochs(tmp_path):
         assert epoch_seconds("numpy", "8", augment, 2, str(data)) > 0
 
 
+def test_augment_cost_times_one_batch_on_each_path():
+    from benchmarks.augment_cost import batch_microseconds
+
+    timed = batch_microseconds(["numpy"], repeats=3)
+    assert len(timed) == 2 and all(us > 0 for us in timed.values())
+
+
 def test_the_busy_benchmark_times_idle_and_busy_and_stops_its_load(tmp_path, monkeypatch):
     import benchmarks.busy as busy
 
