@@ -178,6 +178,10 @@ class Backend:
         xp = self.xp
         return lambda x, step_no: augment.apply(xp, x, seed, step_no)
 
+    def distortion_note(self, augment):
+        """What ``distort_fn`` runs, for the run header's augmentation line where the device line does not say it."""
+        return ""
+
     def update_fn(self, model, optimizer, *, seed, grad=None):
         """``update(params, state, x, y, lr, step_no)``: one step on a gathered batch, the rest of ``step``.
 

@@ -32,7 +32,7 @@ SWITCH = "XPNET_CPU_KERNELS"
 # -ffp-contract=off: a product and a sum stay two roundings, as in NumPy. -march=native lets the
 # loops use the CPU's widest vectors (the same bits: each lane rounds as a scalar would);
 # a compiler that refuses it is tried without.
-FLAGS = ("-O3", "-std=c99", "-shared", "-fPIC", "-ffp-contract=off", "-fno-math-errno")
+FLAGS = ("-O3", "-std=c99", "-shared", "-fPIC", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math")
 NATIVE = ("-march=native",)
 
 _pointer, _size, _f32, _int = ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_float, ctypes.c_int
@@ -67,15 +67,15 @@ def _cpu_signature():
     return platform.processor() or platform.machine()
 
 
-def _build(compiler, target):
-    """Compile SOURCES into ``target`` through a temporary file beside it; the compiler's complaint, or None."""
+def _build(compiler, target, sources, flags):
+    """Compile ``sources`` into ``target`` through a temporary file beside it; the compiler's complaint, or None."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
         error = ""
         for extra in (NATIVE, ()):
-            run = subprocess.run([compiler, *FLAGS, *extra, "-o", tmp, *map(str, SOURCES)],
+            run = subprocess.run([compiler, *flags, *extra, "-o", tmp, *map(str, sources)],
                                  capture_output=True, text=True, timeout=120)
             if run.returncode == 0:
                 os.replace(tmp, target)
@@ -86,29 +86,35 @@ def _build(compiler, target):
         Path(tmp).unlink(missing_ok=True)
 
 
-def _load():
+def _built(name, sources, flags, key_parts=()):
+    """(the library ``name``-<key> built from ``sources``, from the cache where it is there, or None; why)."""
     if os.environ.get(SWITCH, "1") == "0":
         return None, f"{SWITCH}=0"
     compiler = _compiler()
     if compiler is None:
         return None, "no C compiler found (cc, gcc or clang)"
-    parts = [*(source.read_bytes() for source in SOURCES), compiler.encode(), " ".join(FLAGS).encode(),
-             _cpu_signature().encode()]
+    parts = [*(source.read_bytes() for source in sources), compiler.encode(), " ".join(flags).encode(),
+             _cpu_signature().encode(), *key_parts]
     key = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
     suffix = ".dll" if os.name == "nt" else ".so"
-    target = cache_root() / "cpu-kernels" / f"kernels-{key}{suffix}"
+    target = cache_root() / "cpu-kernels" / f"{name}-{key}{suffix}"
     try:
         if not target.exists():
-            error = _build(compiler, target)
+            error = _build(compiler, target, sources, flags)
             if error:
                 return None, f"{Path(compiler).name} failed: {error}"
-        library = ctypes.CDLL(str(target))
+        return ctypes.CDLL(str(target)), Path(compiler).name
     except (OSError, subprocess.SubprocessError) as exc:
         return None, f"could not build or load them ({exc}); set XPNET_CACHE to a writable folder"
-    for name, argtypes in _SIGNATURES.items():
-        function = getattr(library, name)
-        function.argtypes, function.restype = argtypes, None
-    return library, Path(compiler).name
+
+
+def _load():
+    library, why = _built("kernels", SOURCES, FLAGS)
+    if library is not None:
+        for name, argtypes in _SIGNATURES.items():
+            function = getattr(library, name)
+            function.argtypes, function.restype = argtypes, None
+    return library, why
 
 
 def library():
@@ -175,15 +181,21 @@ def fused_update(optimizer, dtype):
     return FusedUpdate(lib, optimizer) if lib is not None else None
 
 
+def warp_arguments(xp, draws):
+    """``warp_f32``'s arrays for ``nn.augment.draw``'s five: params (batch, 8), then dx, dy (batch, 784) if elastic."""
+    clean, inverse, shift, stroke, field = draws
+    params = xp.stack([*inverse, *shift, stroke, clean.astype(xp.float32)], axis=1).astype(xp.float32)
+    fields = () if field is None else tuple(f.reshape(f.shape[0], -1).astype(xp.float32) for f in field)
+    return params, fields
+
+
 def _warp(lib, x, draws):
     """``nn.augment.warp(numpy, x, draws)`` by ``warp_f32``: the same bits."""
-    clean, inverse, shift, stroke, field = draws
     x = numpy.ascontiguousarray(x)
-    params = numpy.stack([*inverse, *shift, stroke, clean.astype(numpy.float32)], axis=1).astype(numpy.float32)
+    params, fields = warp_arguments(numpy, draws)
+    dx, dy = (_address(numpy.ascontiguousarray(f)) for f in fields) if fields else (None, None)
     out = numpy.empty_like(x)
-    dx, dy = (None, None) if field is None else (numpy.ascontiguousarray(f, dtype=numpy.float32) for f in field)
-    lib.warp_f32(_address(x), _address(out), x.shape[0], _address(params),
-                 None if dx is None else _address(dx), None if dy is None else _address(dy))
+    lib.warp_f32(_address(x), _address(out), x.shape[0], _address(params), dx, dy)
     return out
 
 
@@ -191,3 +203,45 @@ def augment_warp():
     """``warp(x, draws)`` for float32 batches of 28x28 images, by the C kernel; None without one."""
     lib = library()
     return None if lib is None else (lambda x, draws: _warp(lib, x, draws))
+
+
+# The same warp inside XLA, for JAX on the CPU: augment.c and its FFI handler,
+# built against the C header jaxlib ships, into a library of their own (NumPy
+# alone needs no jaxlib).
+XLA_SOURCES = (SOURCES[1], Path(__file__).resolve().parent / "cpu" / "augment_xla.c")
+XLA_TARGET = "xpnet_warp_f32"
+_xla_loaded = None  # (library or None, why): found once per process
+
+
+def _load_xla(jax):
+    include = Path(jax.ffi.include_dir())
+    header = include / "xla" / "ffi" / "api" / "c_api.h"
+    if not header.is_file():
+        return None, f"jaxlib {jax.__version__} ships no XLA FFI header"
+    library, why = _built("xla-kernels", XLA_SOURCES, (*FLAGS, f"-I{include}"), (header.read_bytes(),))
+    if library is not None:
+        jax.ffi.register_ffi_target(XLA_TARGET, jax.ffi.pycapsule(library.xpnet_warp_f32), platform="cpu")
+    return library, why
+
+
+def xla_warp(jax):
+    """``warp(x, draws)`` for JAX arrays on the CPU, jitted or not: ``warp_f32`` as an XLA custom call; None without it."""
+    global _xla_loaded
+    if _xla_loaded is None:
+        _xla_loaded = _load_xla(jax)
+    if _xla_loaded[0] is None:
+        return None
+
+    def warp(x, draws):
+        params, fields = warp_arguments(jax.numpy, draws)
+        return jax.ffi.ffi_call(XLA_TARGET, jax.ShapeDtypeStruct(x.shape, x.dtype))(x, params, *fields)
+
+    return warp
+
+
+def xla_describe():
+    """The C warp's state in XLA, for the run header: None until ``xla_warp`` has been asked for it."""
+    if _xla_loaded is None:
+        return None
+    lib, why = _xla_loaded
+    return f"C warp in XLA ({why})" if lib is not None else f"XLA's own warp: {why}"

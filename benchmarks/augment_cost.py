@@ -11,7 +11,8 @@ minutes, a single pair compares two different machines.
 First, in this process, it times one distorted batch of 128 images alone
 (the default distortions, median of 100 calls): NumPy through
 ``nn.augment``'s ufuncs, NumPy's own path (the C warp where a compiler is
-at hand) and JAX jitted, where installed.
+at hand), and on JAX, where installed, ``nn.augment`` jitted and the
+backend's own path jitted (on the CPU, the C warp as an XLA custom call).
 """
 
 MODELS = ("256,128", "800")  # the default model (train.py's --hidden) and Simard's
@@ -47,9 +48,13 @@ def batch_microseconds(backends, batch=128, repeats=100):
         paths[f"numpy, the backend's ({how})"] = lambda: distort(x, next(steps))
     if "jax" in backends and unavailable_reason("jax") is None:
         be = get_backend("jax")
-        draw = be.compile(lambda x, step: augment.apply(be.xp, x, 0, step))
         x_device = be.asarray(x)
-        paths["jax, jitted"] = lambda: be.block(draw(x_device, be.asarray(np.int32(next(steps)))))
+        own = be.distort_fn(augment, 0)
+        how = cpu_kernels.xla_describe() or "XLA's own warp"
+        for name, jax_distort in (("jax, nn.augment jitted", lambda x, step: augment.apply(be.xp, x, 0, step)),
+                                  (f"jax, the backend's, jitted ({how})", own)):
+            jitted = be.compile(jax_distort)
+            paths[name] = lambda jitted=jitted: be.block(jitted(x_device, be.asarray(np.int32(next(steps)))))
     return {name: 1e6 * float(np.median(time_calls(fn, repeats))) for name, fn in paths.items()}
 
 

@@ -5,7 +5,10 @@ matter; the default distortions, affine only, and every range at its
 largest (points far outside, a full erosion); the NumPy backend's batches
 with and without the kernel; and broken builds (a clip one pixel short,
 a neighbour a column off, an erosion short of one, fused multiply-adds)
-caught.
+caught. The same kernel as JAX calls it on the CPU (an XLA custom call,
+``backends/cpu/augment_xla.c``): NumPy's bits from NumPy's draws, the JAX
+backend's batches against XLA's own warp, and arrays of the wrong shape
+refused.
 """
 
 import numpy as np
@@ -103,3 +106,56 @@ def test_a_broken_warp_is_caught(kernels, monkeypatch, tmp_path, bug):
     broken = cpu_kernels.augment_warp()
     assert broken is not None
     assert sum(_differences(broken, augment) for augment in SETTINGS.values()) > 0
+
+
+@pytest.fixture
+def jax_warp(kernels):
+    """The C warp as JAX on the CPU calls it (an XLA custom call), or a skip with the reason."""
+    from backends import unavailable_reason
+
+    if unavailable_reason("jax") is not None:
+        pytest.skip(f"jax unavailable: {unavailable_reason('jax')}")
+    import jax
+
+    warp = cpu_kernels.xla_warp(jax)
+    if warp is None:
+        pytest.skip(f"no C warp in XLA here: {cpu_kernels.xla_describe()}")
+    return jax, warp
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_the_c_warp_inside_xla_gives_nn_augments_bits(jax_warp, setting):
+    """Given NumPy's draws, the jitted custom call reads every argument as warp_f32 does: the same bits."""
+    jax, warp_c = jax_warp
+    augment = SETTINGS[setting]
+    jitted = jax.jit(warp_c)
+    for batch in (1, 7, 129):
+        x = _images(batch, seed=batch)
+        draws = draw(np, 11, 3, batch, augment)
+        np.testing.assert_array_equal(np.asarray(jitted(x, draws)), warp(np, x, draws))
+
+
+def test_the_jax_backends_batches_with_the_kernel_match_xlas_own_warp(jax_warp, monkeypatch):
+    """The backend's jitted batch through the custom call against XLA's own nn.augment.warp (a float32 ulp or two
+    apart: XLA fuses the arithmetic its own way), and different steps differ."""
+    be = get_backend("jax")
+    augment = Augment("elastic")
+    x_all, y_all = _images(300), (np.arange(300) % 10).astype(np.int32)
+    idx = np.random.default_rng(1).permutation(300)[:65].astype(np.int32)
+
+    def batches():
+        batch = be.compile(be.batch_fn(seed=4, augment=augment))
+        return [np.asarray(batch(x_all, y_all, idx, np.int32(step))[0]) for step in (0, 1)]
+
+    with_kernel = batches()
+    monkeypatch.setattr(cpu_kernels, "_xla_loaded", (None, "turned off for the test"))
+    for x, x_ref in zip(with_kernel, batches()):
+        np.testing.assert_allclose(x, x_ref, rtol=0, atol=1e-5)
+    assert not np.array_equal(with_kernel[0], with_kernel[1])
+
+
+def test_the_custom_call_refuses_arrays_of_the_wrong_shape(jax_warp):
+    jax, _ = jax_warp
+    call = jax.ffi.ffi_call(cpu_kernels.XLA_TARGET, jax.ShapeDtypeStruct((4, 784), np.float32))
+    with pytest.raises(Exception, match="params \\(batch, 8\\)"):
+        jax.block_until_ready(call(np.zeros((4, 784), np.float32), np.zeros((4, 7), np.float32)))
