@@ -66,13 +66,32 @@ class NumpyBackend(Backend):
         return distort
 
     def make_train_step(self, model, optimizer, *, seed, grad=None, augment=None):
-        ahead = augment is not None and augment.active and (self.threads or 0) >= 2
+        ahead = augment is not None and augment.active and (self.threads or 0) >= 2 and self._worth_a_core(model)
         if self.threads:
             blas_threads.BlasThreads().set(self.threads - 1 if ahead else self.threads)
         if not ahead:
             return super().make_train_step(model, optimizer, seed=seed, grad=grad, augment=augment)
         return AheadStep(self.compile(self.batch_fn(seed=seed, augment=augment)),
                          self.compile(self.update_fn(model, optimizer, seed=seed, grad=grad)))
+
+
+    @staticmethod
+    def _worth_a_core(model):
+        """Whether distorting batches in a thread of their own beats running the products on every core.
+
+        Through nn.augment's ufuncs a batch takes several milliseconds: the
+        worker always pays. With the C warp it takes about one, and the worker
+        costs the products a BLAS thread: measured on the 2-core AMD EPYC
+        (README, What augmentation costs), it paid for the default model
+        (235,000 weights) and not for 784-800-10 (635,000), whose step runs
+        several milliseconds on one thread.
+        """
+        weights = sum(a * b for a, b in zip(model.sizes, model.sizes[1:]))
+        return cpu_kernels.library() is None or weights < AHEAD_BELOW_WEIGHTS
+
+
+# With the C warp, models at least this large distort their batches in line (``_worth_a_core``).
+AHEAD_BELOW_WEIGHTS = 400_000
 
 
 class AheadStep:
@@ -85,8 +104,8 @@ class AheadStep:
     calls before each step). The numbers are the same either way, keyed by
     (seed, step, sample); a step nobody prefetched makes its batch itself.
     The products run on one BLAS thread fewer: the worker's core is its
-    own. (The C warp inline, on both threads, was tried on the 2-core AMD
-    EPYC: slower for the default model, a little faster for 784-800-10.)
+    own; for large models with the C warp at hand the batch is made in line
+    instead (``NumpyBackend._worth_a_core``).
     """
 
     def __init__(self, batch, update):

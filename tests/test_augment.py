@@ -188,6 +188,24 @@ def test_numpy_batches_made_ahead_in_a_thread_equal_the_batches_made_in_line():
         assert_trees_close(run(ahead, start=paused.value.state)[0], straight, exact=True)
 
 
+def test_numpy_makes_a_large_models_batches_in_line_when_the_c_warp_is_there(monkeypatch):
+    """The worker costs the products a BLAS thread: kept for small models, or for any without the C warp."""
+    from threadpoolctl import threadpool_limits
+
+    from backends import cpu_kernels
+    from backends.numpy_backend import AHEAD_BELOW_WEIGHTS, AheadStep
+
+    be, augment = get_backend("numpy"), Augment("elastic")
+    be.use_threads(2)
+    large = MLP(sizes=(784, AHEAD_BELOW_WEIGHTS // 784 + 1, 10))
+    with threadpool_limits(limits=None):
+        assert isinstance(be.make_train_step(MLP(sizes=(784, 16, 10)), Adam(), seed=0, augment=augment), AheadStep)
+        in_line = be.make_train_step(large, Adam(), seed=0, augment=augment)
+        assert isinstance(in_line, AheadStep) == (cpu_kernels.library() is None)
+        monkeypatch.setattr(cpu_kernels, "_loaded", (None, "turned off for the test"))
+        assert isinstance(be.make_train_step(large, Adam(), seed=0, augment=augment), AheadStep)
+
+
 def test_a_batch_made_ahead_for_other_samples_is_not_used():
     from backends.numpy_backend import AheadStep
 
