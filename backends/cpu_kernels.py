@@ -11,7 +11,8 @@ image instead of a few dozen gathers and temporaries. They need a C compiler
 ``$XPNET_CACHE`` (default ``~/.cache/xpnet``) under a name made from the
 source, the compiler and this CPU, and written there atomically. Without a
 compiler, or with ``XPNET_CPU_KERNELS=0``, the NumPy backend keeps the
-ufuncs; ``describe()`` says which, for the run header.
+ufuncs; ``describe()`` says which, for the run header. JAX on the CPU calls
+the same warp from inside XLA (``xla_warp``; ``backends/cpu/augment_xla.c``).
 """
 
 import ctypes
@@ -214,13 +215,18 @@ _xla_loaded = None  # (library or None, why): found once per process
 
 
 def _load_xla(jax):
-    include = Path(jax.ffi.include_dir())
-    header = include / "xla" / "ffi" / "api" / "c_api.h"
-    if not header.is_file():
-        return None, f"jaxlib {jax.__version__} ships no XLA FFI header"
+    ffi = getattr(jax, "ffi", None)
+    header = Path(ffi.include_dir()) / "xla" / "ffi" / "api" / "c_api.h" if ffi is not None else None
+    if header is None or not header.is_file():
+        return None, f"JAX {jax.__version__} ships no XLA FFI header"
+    include = header.parents[3]
     library, why = _built("xla-kernels", XLA_SOURCES, (*FLAGS, f"-I{include}"), (header.read_bytes(),))
-    if library is not None:
-        jax.ffi.register_ffi_target(XLA_TARGET, jax.ffi.pycapsule(library.xpnet_warp_f32), platform="cpu")
+    if library is None:
+        return None, why
+    try:
+        ffi.register_ffi_target(XLA_TARGET, ffi.pycapsule(library.xpnet_warp_f32), platform="cpu")
+    except Exception as exc:  # whatever this jaxlib raises: XLA keeps its own warp
+        return None, f"XLA refused the custom call ({exc})"
     return library, why
 
 

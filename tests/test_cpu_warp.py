@@ -159,3 +159,15 @@ def test_the_custom_call_refuses_arrays_of_the_wrong_shape(jax_warp):
     call = jax.ffi.ffi_call(cpu_kernels.XLA_TARGET, jax.ShapeDtypeStruct((4, 784), np.float32))
     with pytest.raises(Exception, match="params \\(batch, 8\\)"):
         jax.block_until_ready(call(np.zeros((4, 784), np.float32), np.zeros((4, 7), np.float32)))
+
+
+def test_without_the_ffi_header_jax_keeps_xlas_own_warp(jax_warp, monkeypatch, tmp_path):
+    jax, _ = jax_warp
+    monkeypatch.setattr(jax.ffi, "include_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(cpu_kernels, "_xla_loaded", None)
+    assert cpu_kernels.xla_warp(jax) is None
+    assert cpu_kernels.xla_describe() == f"XLA's own warp: JAX {jax.__version__} ships no XLA FFI header"
+    be = get_backend("jax")
+    x = _images(5)
+    distorted = be.compile(be.distort_fn(Augment("elastic"), 2))(x, np.int32(1))
+    np.testing.assert_allclose(np.asarray(distorted), Augment("elastic").apply(np, x, 2, 1), rtol=0, atol=1e-5)
