@@ -174,9 +174,27 @@ class Backend:
         return batch
 
     def distort_fn(self, augment, seed):
-        """``distort(x, step_no)``: a gathered batch distorted by ``augment`` (``nn.augment``, written once)."""
+        """``distort(x, step_no)``: a gathered batch distorted by ``augment``.
+
+        The draws are always ``nn.augment``'s (written once); the warp is the
+        backend's own kernel (``kernel_warp``) for float32 batches of 784
+        pixels where it has one, else ``nn.augment.warp``.
+        """
         xp = self.xp
-        return lambda x, step_no: augment.apply(xp, x, seed, step_no)
+        warp = self.kernel_warp(augment) if augment.active else None
+        if warp is None:
+            return lambda x, step_no: augment.apply(xp, x, seed, step_no)
+
+        def distort(x, step_no):
+            if x.dtype != xp.float32 or x.shape[1:] != (784,):
+                return augment.apply(xp, x, seed, step_no)
+            return warp(x, augment.draws(xp, seed, step_no, x.shape[0]))
+
+        return distort
+
+    def kernel_warp(self, augment):
+        """``warp(x, draws)`` by a kernel of this backend's, equal to ``nn.augment.warp``; None: none here."""
+        return None
 
     def distortion_note(self, augment):
         """What ``distort_fn`` runs, for the run header's augmentation line where the device line does not say it."""

@@ -147,32 +147,20 @@ class JaxBackend(Backend):
         key = random.fold_in(random.fold_in(random.key(seed), step), layer)
         return random.bernoulli(key, keep_prob, shape).astype(dtype)
 
-    def _kernel_warp(self, augment):
-        """augment.c's warp as an XLA custom call where the step runs on one CPU device and it builds; else None."""
-        on_one_cpu = self.mesh.size == 1 and self.mesh.devices.flat[0].platform == "cpu"
-        return cpu_kernels.xla_warp(self.jax) if augment.active and on_one_cpu else None
+    def _on_one_cpu(self):
+        return self.mesh.size == 1 and self.mesh.devices.flat[0].platform == "cpu"
 
-    def distort_fn(self, augment, seed):
+    def kernel_warp(self, augment):
         # On one CPU device the warp is augment.c's, called from inside the
         # compiled step: XLA's CPU code for nn.augment.warp makes its gathers
         # and the stroke's neighbour reads into scalar loops (README, What
-        # augmentation costs). The draws stay nn.augment's, traced. On a
-        # GPU, or several devices, XLA warps.
-        warp = self._kernel_warp(augment)
-        if warp is None:
-            return super().distort_fn(augment, seed)
-        jnp = self.xp
-
-        def distort(x, step_no):
-            if x.dtype != jnp.float32 or x.shape[1:] != (784,):
-                return augment.apply(jnp, x, seed, step_no)
-            return warp(x, augment.draws(jnp, seed, step_no, x.shape[0]))
-
-        return distort
+        # augmentation costs). On a GPU, or several devices, XLA warps.
+        return cpu_kernels.xla_warp(self.jax) if self._on_one_cpu() else None
 
     def distortion_note(self, augment):
-        if self._kernel_warp(augment) is None and cpu_kernels.xla_describe() is None:
+        if not (augment.active and self._on_one_cpu()):
             return ""  # a GPU, several devices, or no augmentation: nn.augment under XLA, as written
+        self.kernel_warp(augment)  # finds or builds the kernel, as the step will
         return f"; {cpu_kernels.xla_describe()}"
 
     def loss_and_grads_fn(self, model, grad):

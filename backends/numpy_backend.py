@@ -10,6 +10,10 @@ from . import threads as blas_threads
 from .base import Backend
 
 
+# With the C warp, models at least this large distort their batches in line (``_worth_a_core``).
+AHEAD_BELOW_WEIGHTS = 400_000
+
+
 class NumpyBackend(Backend):
     name = "numpy"
     xp = numpy
@@ -52,18 +56,9 @@ class NumpyBackend(Backend):
         # One compiled pass where a C compiler is at hand, the same bits as the ufuncs' sixteen.
         return cpu_kernels.fused_update(optimizer, dtype) or super().flat_update_fn(optimizer, dtype)
 
-    def distort_fn(self, augment, seed):
-        # The warp in C where a compiler is at hand (the same bits); the draws stay nn.augment's.
-        warp = cpu_kernels.augment_warp() if augment.active else None
-        if warp is None:
-            return super().distort_fn(augment, seed)
-
-        def distort(x, step_no):
-            if x.dtype != numpy.float32 or x.shape[1:] != (784,):
-                return augment.apply(numpy, x, seed, step_no)
-            return warp(x, augment.draws(numpy, seed, step_no, x.shape[0]))
-
-        return distort
+    def kernel_warp(self, augment):
+        # The warp in C where a compiler is at hand (the same bits).
+        return cpu_kernels.augment_warp()
 
     def make_train_step(self, model, optimizer, *, seed, grad=None, augment=None):
         ahead = augment is not None and augment.active and (self.threads or 0) >= 2 and self._worth_a_core(model)
@@ -74,24 +69,18 @@ class NumpyBackend(Backend):
         return AheadStep(self.compile(self.batch_fn(seed=seed, augment=augment)),
                          self.compile(self.update_fn(model, optimizer, seed=seed, grad=grad)))
 
-
     @staticmethod
     def _worth_a_core(model):
         """Whether distorting batches in a thread of their own beats running the products on every core.
 
         Through nn.augment's ufuncs a batch takes several milliseconds: the
         worker always pays. With the C warp it takes about one, and the worker
-        costs the products a BLAS thread: measured on the 2-core AMD EPYC
-        (README, What augmentation costs), it paid for the default model
-        (235,000 weights) and not for 784-800-10 (635,000), whose step runs
-        several milliseconds on one thread.
+        costs the products a BLAS thread, which a large model's step (784-800-10,
+        635,000 weights) misses more than it gains; the default model (235,000)
+        keeps its worker (README, What augmentation costs).
         """
         weights = sum(a * b for a, b in zip(model.sizes, model.sizes[1:]))
         return cpu_kernels.library() is None or weights < AHEAD_BELOW_WEIGHTS
-
-
-# With the C warp, models at least this large distort their batches in line (``_worth_a_core``).
-AHEAD_BELOW_WEIGHTS = 400_000
 
 
 class AheadStep:
