@@ -41,6 +41,8 @@ _SIGNATURES = {
     "sgd_update_f32": (_pointer, _pointer, _pointer, _size, _size, _f32, _int, _f32, _f32),
     "adam_update_f32": (_pointer, _pointer, _pointer, _pointer, _size, _size) + (_f32,) * 9 + (_int,),
     "warp_f32": (_pointer, _pointer, _size, _pointer, _pointer, _pointer),
+    "elastic_field_f32": (_pointer, _size, _pointer, _pointer, _int, _pointer, _pointer),
+    "warp_elastic_f32": (_pointer, _pointer, _size, _pointer, _pointer, _pointer, _pointer, _int),
 }
 
 _loaded = None  # (library or None, why): found once per process
@@ -183,20 +185,24 @@ def fused_update(optimizer, dtype):
 
 
 def warp_arguments(xp, draws):
-    """``warp_f32``'s arrays for ``nn.augment.draw``'s five: params (batch, 8), then dx, dy (batch, 784) if elastic."""
+    """The kernels' arrays for ``nn.augment.draw``'s five: params (batch, 8), then, if elastic, the
+    field's noise (batch, 2, k, k), left (28, k) and right (k, 28) (``nn.augment.Field``)."""
     clean, inverse, shift, stroke, field = draws
     params = xp.stack([*inverse, *shift, stroke, clean.astype(xp.float32)], axis=1).astype(xp.float32)
-    fields = () if field is None else tuple(f.reshape(f.shape[0], -1).astype(xp.float32) for f in field)
-    return params, fields
+    return params, () if field is None else tuple(xp.asarray(a, dtype=xp.float32) for a in field)
 
 
 def _warp(lib, x, draws):
-    """``nn.augment.warp(numpy, x, draws)`` by ``warp_f32``: the same bits."""
+    """``nn.augment.warp(numpy, x, draws)`` by ``warp_elastic_f32`` (or ``warp_f32`` where there is no field)."""
     x = numpy.ascontiguousarray(x)
-    params, fields = warp_arguments(numpy, draws)
-    dx, dy = (_address(numpy.ascontiguousarray(f)) for f in fields) if fields else (None, None)
+    params, field = warp_arguments(numpy, draws)
     out = numpy.empty_like(x)
-    lib.warp_f32(_address(x), _address(out), x.shape[0], _address(params), dx, dy)
+    if not field:
+        lib.warp_f32(_address(x), _address(out), x.shape[0], _address(params), None, None)
+        return out
+    noise, left, right = (numpy.ascontiguousarray(a) for a in field)
+    lib.warp_elastic_f32(_address(x), _address(out), x.shape[0], _address(params), _address(noise), _address(left),
+                         _address(right), left.shape[1])
     return out
 
 
@@ -239,8 +245,8 @@ def xla_warp(jax):
         return None
 
     def warp(x, draws):
-        params, fields = warp_arguments(jax.numpy, draws)
-        return jax.ffi.ffi_call(XLA_TARGET, jax.ShapeDtypeStruct(x.shape, x.dtype))(x, params, *fields)
+        params, field = warp_arguments(jax.numpy, draws)
+        return jax.ffi.ffi_call(XLA_TARGET, jax.ShapeDtypeStruct(x.shape, x.dtype))(x, params, *field)
 
     return warp
 

@@ -36,6 +36,7 @@ backend, and a resumed run draws exactly what the uninterrupted one drew.
 import math
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -204,15 +205,48 @@ def sample_parameters(xp, seed, step, batch, augment):
     return u[:, CLEAN] < augment.clean, inverse, shift, stroke
 
 
-def elastic_field(xp, seed, step, batch, sigma, alpha):
-    """(dx, dy), each (batch, 28, 28): Simard's smoothed, scaled displacement fields, drawn in G's eigenbasis."""
-    basis = xp.asarray(field_basis(float(sigma)))
-    k = basis.shape[1]
+class Field(NamedTuple):
+    """The elastic field as drawn, before its products: ``left @ noise[:, axis] @ right`` is the axis's field.
+
+    ``noise`` (batch, 2, k, k) uniform in [-1, 1], ``left`` the basis B (28, k)
+    and ``right`` alpha B^T (k, 28), both float32. A kernel that warps
+    (``Augment.draws``) makes the products itself, per image, where they
+    are small; ``smoothed`` makes them here, for the whole batch.
+    """
+
+    noise: object
+    left: object
+    right: object
+
+    def smoothed(self, xp):
+        """(dx, dy), each (batch, 28, 28)."""
+        batch, _, k, _ = self.noise.shape
+        half = xp.matmul(xp.asarray(self.left), self.noise)  # (batch, 2, 28, k)
+        field = xp.matmul(half.reshape(batch * 2 * SIDE, k), xp.asarray(self.right))
+        field = field.reshape(batch, 2, SIDE, SIDE)
+        return field[:, 0], field[:, 1]
+
+
+def field_draw(xp, seed, step, batch, sigma, alpha):
+    """Simard's smoothed, scaled displacement fields for step ``step``, drawn in G's eigenbasis (a ``Field``)."""
+    left, right = field_products(float(sigma), float(alpha))
+    k = left.shape[1]
     noise = uniform_at_step(xp, seed, step, FIELD_LAYER, (batch, 2, k, k)) * 2 - 1
-    half = xp.matmul(basis, noise)  # (batch, 2, 28, k)
-    field = xp.matmul(half.reshape(batch * 2 * SIDE, k), basis.T * xp.float32(alpha))
-    field = field.reshape(batch, 2, SIDE, SIDE)
-    return field[:, 0], field[:, 1]
+    return Field(noise, left, right)
+
+
+@lru_cache(maxsize=32)
+def field_products(sigma, alpha):
+    """``Field``'s ``left`` and ``right`` for these settings: B and alpha B^T, float32, read-only."""
+    basis = field_basis(sigma)
+    right = np.ascontiguousarray(basis.T * np.float32(alpha))
+    right.flags.writeable = False
+    return basis, right
+
+
+def elastic_field(xp, seed, step, batch, sigma, alpha):
+    """(dx, dy), each (batch, 28, 28): ``field_draw``'s field, smoothed."""
+    return field_draw(xp, seed, step, batch, sigma, alpha).smoothed(xp)
 
 
 def sampling_coordinates(xp, inverse, shift, displacement=None):
@@ -258,9 +292,9 @@ def stroke_width(xp, images, blend):
 
 
 def draw(xp, seed, step, batch, augment):
-    """(clean, inverse, shift, stroke, field): ``sample_parameters``' four and the elastic field, or None."""
+    """(clean, inverse, shift, stroke, field): ``sample_parameters``' four and the elastic ``Field``, or None."""
     clean, inverse, shift, stroke = sample_parameters(xp, seed, step, batch, augment)
-    field = elastic_field(xp, seed, step, batch, augment.sigma, augment.alpha) if augment.kind == "elastic" else None
+    field = field_draw(xp, seed, step, batch, augment.sigma, augment.alpha) if augment.kind == "elastic" else None
     return clean, inverse, shift, stroke, field
 
 
@@ -272,7 +306,8 @@ def warp(xp, x, draws):
     # XLA fuses the neighbour reads into the bilinear gathers and repeats
     # them (4x slower on the CPU, measured).
     images = stroke_width(xp, x.reshape(batch, SIDE, SIDE), stroke)
-    warped = xp.clip(bilinear_sample(xp, images, *sampling_coordinates(xp, inverse, shift, field)), 0, 1)
+    displacement = None if field is None else field.smoothed(xp)
+    warped = xp.clip(bilinear_sample(xp, images, *sampling_coordinates(xp, inverse, shift, displacement)), 0, 1)
     return xp.where(clean[:, None], x, warped.reshape(batch, SIDE * SIDE).astype(x.dtype))
 
 

@@ -213,12 +213,13 @@ def test_a_batch_made_ahead_for_other_samples_is_not_used():
     x, y = RNG.random((20, 784)).astype(np.float32), np.arange(20) % 10
     seen = []
     step = AheadStep(be.batch_fn(seed=1, augment=augment), lambda *a: seen.append(a[2]))
+    distort = be.distort_fn(augment, 1)
     step.prefetch(x, y, np.arange(8), 3)
     step(None, None, x, y, np.arange(8, 16), 0.1, 3)
-    np.testing.assert_array_equal(seen[0], augment_batch(np, x[8:16], 1, 3, augment))
+    np.testing.assert_array_equal(seen[0], distort(x[8:16], 3))
     step.prefetch(x, y, np.arange(8), 4)
     step(None, None, x, y, np.arange(8), 0.1, 4)
-    np.testing.assert_array_equal(seen[1], augment_batch(np, x[:8], 1, 4, augment))
+    np.testing.assert_array_equal(seen[1], distort(x[:8], 4))
 
 
 def test_jax_scan_with_augmentation_equals_the_step_loop():

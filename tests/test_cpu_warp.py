@@ -1,20 +1,23 @@
-"""The C warp of ``backends/cpu/augment.c`` against ``nn.augment.warp`` on NumPy, bit for bit.
+"""The C warp of ``backends/cpu/augment.c`` against ``nn.augment.warp`` on NumPy.
 
-Odd batch sizes; ink up to every edge, so that reads beyond the image
-matter; the default distortions, affine only, and every range at its
-largest (points far outside, a full erosion); the NumPy backend's batches
-with and without the kernel; and broken builds (a clip one pixel short,
-a neighbour a column off, an erosion short of one, fused multiply-adds)
-caught. The same kernel as JAX calls it on the CPU (an XLA custom call,
-``backends/cpu/augment_xla.c``): NumPy's bits from NumPy's draws, the JAX
-backend's batches against XLA's own warp, and arrays of the wrong shape
-refused.
+Given the same fields, bit for bit: odd batch sizes; ink up to every edge,
+so that reads beyond the image matter; the default distortions, affine
+only, and every range at its largest (points far outside, a full erosion).
+The field the kernel makes from the noise itself against a float64
+product, and the fused warp against the two steps. The NumPy backend's
+batches with and without the kernel; broken builds (a clip one pixel short,
+a neighbour a column off, an erosion short of one, fused multiply-adds, a
+field product that reads the wrong block) caught. The same kernel as JAX
+calls it on the CPU (an XLA custom call, ``backends/cpu/augment_xla.c``):
+the NumPy path's bits from NumPy's draws, the JAX backend's batches against
+XLA's own warp, and arrays of the wrong shape refused.
 """
 
 import numpy as np
 import pytest
 
 from backends import cpu_kernels, get_backend
+from backends.cpu_kernels import _address
 from nn.augment import RANGES, Augment, draw, warp
 
 WIDEST = {name: high for name, (_, _, high) in RANGES.items() if name != "clean"}
@@ -24,12 +27,14 @@ SETTINGS = {
     "every range at its largest": Augment("elastic", **WIDEST, clean=0.1),
     "small field, full erosion": Augment("elastic", sigma=0.5, alpha=20, thin=1.0, thicken=0.3, clean=0.0),
 }
+ELASTIC = {name: augment for name, augment in SETTINGS.items() if augment.kind == "elastic"}
 
 
 @pytest.fixture
-def kernels():
+def lib():
     if cpu_kernels.library() is None:
         pytest.skip(f"no CPU kernels here: {cpu_kernels.describe()}")
+    return cpu_kernels.library()
 
 
 def _images(batch, seed=0):
@@ -38,28 +43,81 @@ def _images(batch, seed=0):
     return (rng.random((batch, 784), dtype=np.float32) * (rng.random((batch, 784)) < 0.4)).astype(np.float32)
 
 
-def _differences(warp_c, augment, batches=(1, 7, 129)):
-    """Pixels that differ between the C warp and nn.augment's, over a few batches and steps."""
-    count = 0
+def _warp_given_fields(lib, x, draws, fields):
+    """``warp_f32`` of ``lib`` by these displacement fields (or none)."""
+    params, _ = cpu_kernels.warp_arguments(np, draws)
+    kept = [np.ascontiguousarray(f.reshape(len(x), 784), np.float32) for f in fields or ()]  # alive for the call
+    dx, dy = (_address(f) for f in kept) if kept else (None, None)
+    out = np.empty_like(x)
+    lib.warp_f32(_address(x), _address(out), len(x), _address(params), dx, dy)
+    return out
+
+
+def _c_field(lib, field):
+    """(dx, dy) of ``elastic_field_f32`` of ``lib`` for an ``nn.augment.Field``."""
+    noise = np.ascontiguousarray(field.noise)
+    batch, k = noise.shape[0], field.left.shape[1]
+    dx, dy = np.empty((batch, 784), np.float32), np.empty((batch, 784), np.float32)
+    lib.elastic_field_f32(_address(noise), batch, _address(field.left), _address(field.right), k, _address(dx),
+                          _address(dy))
+    return dx.reshape(batch, 28, 28), dy.reshape(batch, 28, 28)
+
+
+def _draw_cases(augment, batches=(1, 7, 129)):
     for batch in batches:
-        x = _images(batch, seed=batch)
         for step in (0, 3):
-            draws = draw(np, 11, step, batch, augment)
-            count += int(np.sum(warp_c(x, draws) != warp(np, x, draws)))
+            yield _images(batch, seed=batch), draw(np, 11, step, batch, augment)
+
+
+def _differences(lib, augment):
+    """Pixels that differ between ``lib``'s warp and nn.augment's given nn.augment's fields, over a few batches."""
+    count = 0
+    for x, draws in _draw_cases(augment):
+        fields = None if draws[4] is None else draws[4].smoothed(np)
+        count += int(np.sum(_warp_given_fields(lib, x, draws, fields) != warp(np, x, draws)))
     return count
 
 
+def _field_error(lib, augment):
+    """The largest gap between ``lib``'s field and the float64 product left @ noise @ right, over a few batches,
+    in units of float32 summation's error bound (2k roundings of the sums of absolute terms)."""
+    worst = 0.0
+    for _, draws in _draw_cases(augment):
+        noise, left, right = (np.asarray(a, np.float64) for a in draws[4])
+        exact, size = left @ noise @ right, np.abs(left) @ np.abs(noise) @ np.abs(right)
+        bound = 2 * left.shape[1] * np.finfo(np.float32).eps * size + np.finfo(np.float32).tiny
+        for axis, got in enumerate(_c_field(lib, draws[4])):
+            worst = max(worst, float((np.abs(got - exact[:, axis]) / bound[:, axis]).max()))
+    return worst
+
+
 @pytest.mark.parametrize("setting", SETTINGS)
-def test_the_c_warp_gives_nn_augments_bits(kernels, setting):
+def test_the_c_warp_gives_nn_augments_bits_given_its_fields(lib, setting):
     augment = SETTINGS[setting]
-    assert _differences(cpu_kernels.augment_warp(), augment) == 0
+    assert _differences(lib, augment) == 0
     x = _images(129)
     draws = draw(np, 11, 3, 129, augment)
     changed = ~draws[0]
     assert changed.any() and not np.array_equal(warp(np, x, draws)[changed], x[changed])  # it does distort
 
 
-def test_the_numpy_backends_batches_are_the_same_with_and_without_the_kernel(kernels, monkeypatch):
+@pytest.mark.parametrize("setting", ELASTIC)
+def test_the_c_field_equals_the_float64_product(lib, setting):
+    assert _field_error(lib, ELASTIC[setting]) <= 1
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_the_fused_warp_is_its_field_then_its_warp_and_near_nn_augments(lib, setting):
+    augment, warp_c = SETTINGS[setting], cpu_kernels.augment_warp()
+    for x, draws in _draw_cases(augment):
+        fields = None if draws[4] is None else _c_field(lib, draws[4])
+        fused = warp_c(x, draws)
+        np.testing.assert_array_equal(fused, _warp_given_fields(lib, x, draws, fields))
+        np.testing.assert_allclose(fused, warp(np, x, draws), rtol=0, atol=1e-4)
+
+
+def test_the_numpy_backends_batches_match_with_and_without_the_kernel(lib, monkeypatch):
+    """A field's float32 roundings apart; the labels exactly; different steps differ."""
     be = get_backend("numpy")
     augment = Augment("elastic")
     x_all, y_all = _images(300), np.arange(300) % 10
@@ -72,7 +130,7 @@ def test_the_numpy_backends_batches_are_the_same_with_and_without_the_kernel(ker
     with_kernel = batches()
     monkeypatch.setattr(cpu_kernels, "_loaded", (None, "turned off for the test"))
     for (x, y), (x_ref, y_ref) in zip(with_kernel, batches()):
-        np.testing.assert_array_equal(x, x_ref)
+        np.testing.assert_allclose(x, x_ref, rtol=0, atol=1e-4)
         np.testing.assert_array_equal(y, y_ref)
     assert not np.array_equal(with_kernel[0][0], with_kernel[1][0])
 
@@ -83,11 +141,12 @@ BROKEN = {
     "the upper neighbour a column off": ("up = row[q - (SIDE + 2)]", "up = row[q - (SIDE + 1)]"),
     "an erosion that forgets its right neighbour": ("smaller(smaller(smaller(smaller(centre, up), down), left), right)",
                                                     "smaller(smaller(smaller(centre, up), down), left)"),
+    "a field product that reads the wrong block": ("a3 += w * rows[i][3]", "a3 += w * rows[i][2]"),
 }
 
 
 @pytest.mark.parametrize("bug", [*BROKEN, "fused multiply-adds"])
-def test_a_broken_warp_is_caught(kernels, monkeypatch, tmp_path, bug):
+def test_a_broken_warp_is_caught(lib, monkeypatch, tmp_path, bug):
     optimizers, augment_c = cpu_kernels.SOURCES
     if bug == "fused multiply-adds":
         if " fma" not in cpu_kernels._cpu_signature():
@@ -103,13 +162,16 @@ def test_a_broken_warp_is_caught(kernels, monkeypatch, tmp_path, bug):
         monkeypatch.setattr(cpu_kernels, "SOURCES", (optimizers, mutated))
     monkeypatch.setenv("XPNET_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(cpu_kernels, "_loaded", None)
-    broken = cpu_kernels.augment_warp()
-    assert broken is not None
-    assert sum(_differences(broken, augment) for augment in SETTINGS.values()) > 0
+    broken = cpu_kernels.library()
+    assert broken is not None and broken is not lib
+    caught = sum(_differences(broken, augment) for augment in SETTINGS.values())
+    if bug == "a field product that reads the wrong block":
+        caught = _field_error(broken, Augment("elastic")) > 1
+    assert caught
 
 
 @pytest.fixture
-def jax_warp(kernels):
+def jax_warp(lib):
     """The C warp as JAX on the CPU calls it (an XLA custom call), or a skip with the reason."""
     from backends import unavailable_reason
 
@@ -125,19 +187,20 @@ def jax_warp(kernels):
 
 @pytest.mark.parametrize("setting", SETTINGS)
 def test_the_c_warp_inside_xla_gives_nn_augments_bits(jax_warp, setting):
-    """Given NumPy's draws, the jitted custom call reads every argument as warp_f32 does: the same bits."""
+    """Given NumPy's draws, the jitted custom call reads every argument as the NumPy backend's call does: the same
+    bits (and a field's roundings from nn.augment's)."""
     jax, warp_c = jax_warp
     augment = SETTINGS[setting]
     jitted = jax.jit(warp_c)
-    for batch in (1, 7, 129):
-        x = _images(batch, seed=batch)
-        draws = draw(np, 11, 3, batch, augment)
-        np.testing.assert_array_equal(np.asarray(jitted(x, draws)), warp(np, x, draws))
+    for x, draws in _draw_cases(augment):
+        got = np.asarray(jitted(x, draws))
+        np.testing.assert_array_equal(got, cpu_kernels.augment_warp()(x, draws))
+        np.testing.assert_allclose(got, warp(np, x, draws), rtol=0, atol=1e-4)
 
 
 def test_the_jax_backends_batches_with_the_kernel_match_xlas_own_warp(jax_warp, monkeypatch):
-    """The backend's jitted batch through the custom call against XLA's own nn.augment.warp (a float32 ulp or two
-    apart: XLA fuses the arithmetic its own way), and different steps differ."""
+    """The backend's jitted batch through the custom call against XLA's own nn.augment.warp (a few float32
+    roundings apart: XLA fuses the arithmetic and sums the field its own way), and different steps differ."""
     be = get_backend("jax")
     augment = Augment("elastic")
     x_all, y_all = _images(300), (np.arange(300) % 10).astype(np.int32)
@@ -159,6 +222,12 @@ def test_the_custom_call_refuses_arrays_of_the_wrong_shape(jax_warp):
     call = jax.ffi.ffi_call(cpu_kernels.XLA_TARGET, jax.ShapeDtypeStruct((4, 784), np.float32))
     with pytest.raises(Exception, match="params \\(batch, 8\\)"):
         jax.block_until_ready(call(np.zeros((4, 784), np.float32), np.zeros((4, 7), np.float32)))
+    x, params = np.zeros((4, 784), np.float32), np.zeros((4, 8), np.float32)
+    left, right = np.zeros((28, 8), np.float32), np.zeros((8, 28), np.float32)
+    with pytest.raises(Exception, match="noise \\(batch, 2, k, k\\)"):
+        jax.block_until_ready(call(x, params, np.zeros((4, 2, 7, 7), np.float32), left, right))
+    with pytest.raises(Exception, match="noise \\(batch, 2, k, k\\)"):
+        jax.block_until_ready(call(x, params, np.zeros((4, 2, 8, 8), np.float32), left, right[:7]))
 
 
 def test_without_the_ffi_header_jax_keeps_xlas_own_warp(jax_warp, monkeypatch, tmp_path):
