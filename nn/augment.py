@@ -228,7 +228,7 @@ class Field(NamedTuple):
 
 
 def field_draw(xp, seed, step, batch, sigma, alpha):
-    """Simard's smoothed, scaled displacement fields for step ``step``, drawn in G's eigenbasis (a ``Field``)."""
+    """Step ``step``'s elastic field as drawn (a ``Field``): Simard's smoothed noise, in G's eigenbasis."""
     left, right = field_products(float(sigma), float(alpha))
     k = left.shape[1]
     noise = uniform_at_step(xp, seed, step, FIELD_LAYER, (batch, 2, k, k)) * 2 - 1

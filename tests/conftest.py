@@ -7,14 +7,29 @@
     cupy           a real GPU; skipped with the reason when there is none
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
-import numpy
-import pytest
+# JAX's persistent compilation cache, in a folder of this run's own (removed
+# at exit) and inherited by the train.py processes the tests start: the
+# tests build the same few models again and again, each time in new jitted
+# closures that jax.jit's in-memory cache cannot recognize, and XLA compiles
+# the same program anew (one checkpoint test took 45 s, 4 s with the
+# cache). From the cache, the compiled code is the same. Set before jax is
+# imported, which reads these once.
+_JAX_CACHE = tempfile.mkdtemp(prefix="xpnet-tests-jax-cache-")
+atexit.register(shutil.rmtree, _JAX_CACHE, ignore_errors=True)
+os.environ.update({"JAX_COMPILATION_CACHE_DIR": _JAX_CACHE, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                   "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1"})
 
-from backends import get_backend, unavailable_reason
-from backends.cupy_backend import CupyBackend
+import numpy  # noqa: E402
+import pytest  # noqa: E402
+
+from backends import get_backend, unavailable_reason  # noqa: E402
+from backends.cupy_backend import CupyBackend  # noqa: E402
 
 BACKEND_IDS = ("numpy", "cupy-on-numpy", "jax", "cupy")
 
