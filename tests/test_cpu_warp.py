@@ -4,7 +4,8 @@ Given the same fields, bit for bit: odd batch sizes; ink up to every edge,
 so that reads beyond the image matter; the default distortions, affine
 only, and every range at its largest (points far outside, a full erosion).
 The field the kernel makes from the noise itself against a float64
-product, and the fused warp against the two steps. The NumPy backend's
+product, the fused warp against the two steps, and a build without the
+CPU's own vectors against the native one. The NumPy backend's
 batches with and without the kernel; broken builds (a clip one pixel short,
 a neighbour a column off, an erosion short of one, fused multiply-adds, a
 field product that reads the wrong block) caught. The same kernel as JAX
@@ -114,6 +115,19 @@ def test_the_fused_warp_is_its_field_then_its_warp_and_near_nn_augments(lib, set
         fused = warp_c(x, draws)
         np.testing.assert_array_equal(fused, _warp_given_fields(lib, x, draws, fields))
         np.testing.assert_allclose(fused, warp(np, x, draws), rtol=0, atol=1e-4)
+
+
+def test_the_c_warp_gives_the_same_bits_without_the_cpus_own_vectors(lib, monkeypatch, tmp_path):
+    """Built without -march=native (the compiler's baseline vectors) the field and the warp come out the same: each
+    vector lane rounds as a scalar would, whatever the vectors' width."""
+    native = [cpu_kernels.augment_warp()(x, draws) for augment in SETTINGS.values() for x, draws in _draw_cases(augment)]
+    monkeypatch.setattr(cpu_kernels, "NATIVE", ())
+    monkeypatch.setenv("XPNET_CACHE", str(tmp_path))
+    monkeypatch.setattr(cpu_kernels, "_loaded", None)
+    assert cpu_kernels.library() is not lib
+    baseline = [cpu_kernels.augment_warp()(x, draws) for augment in SETTINGS.values() for x, draws in _draw_cases(augment)]
+    for got, expected in zip(baseline, native, strict=True):
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_the_numpy_backends_batches_match_with_and_without_the_kernel(lib, monkeypatch):
