@@ -120,39 +120,14 @@ static void smooth(const float* noise, const Products* products, float* dx, floa
     }
 }
 
-// x, out: (batch, 784). params: (batch, 8) rows of the inverse matrix a, b,
-// c, d, the shift (x, y), the stroke blend and 1 for a clean row (else 0).
-// dx, dy: (batch, 784) elastic displacements, or NULL for none.
-void warp_f32(const float* x, float* out, ptrdiff_t batch, const float* params, const float* dx, const float* dy) {
+// Each image's warp, its displacements read from dx, dy (NULL: none) or,
+// with ``products``, made from its noise (batch, 2, k, k) on the way, where
+// they are small; a clean row is copied and makes none.
+static void warp_batch(const float* x, float* out, ptrdiff_t batch, const float* params, const float* dx,
+                       const float* dy, const float* noise, const Products* products) {
     static const float still[PIXELS];  // no displacement: x + 0 is x
     float framed[FRAMED * FRAMED] = {0};  // only the inside is ever written
-    for (ptrdiff_t i = 0; i < batch; i++) {
-        const float* image = x + i * PIXELS;
-        float* warped = out + i * PIXELS;
-        if (params[i * 8 + 7] != 0.0f) {
-            for (int k = 0; k < PIXELS; k++) warped[k] = image[k];
-            continue;
-        }
-        warp_image(image, params + i * 8, dx ? dx + i * PIXELS : still, dy ? dy + i * PIXELS : still, framed, warped);
-    }
-}
-
-// The fields of ``batch`` images from their noise (batch, 2, k, k), as warp_elastic_f32 makes them.
-void elastic_field_f32(const float* noise, ptrdiff_t batch, const float* left, const float* right, int k, float* dx,
-                       float* dy) {
-    Products products;
-    prepare(&products, left, right, k);
-    for (ptrdiff_t i = 0; i < batch; i++) smooth(noise + i * 2 * k * k, &products, dx + i * PIXELS, dy + i * PIXELS);
-}
-
-// warp_f32 with each image's field made from its noise (batch, 2, k, k) on
-// the way, where it is small: a clean row makes none.
-void warp_elastic_f32(const float* x, float* out, ptrdiff_t batch, const float* params, const float* noise,
-                      const float* left, const float* right, int k) {
-    float framed[FRAMED * FRAMED] = {0};
-    float dx[PIXELS], dy[PIXELS];
-    Products products;
-    prepare(&products, left, right, k);
+    float made_x[PIXELS], made_y[PIXELS];
     for (ptrdiff_t i = 0; i < batch; i++) {
         const float* image = x + i * PIXELS;
         float* warped = out + i * PIXELS;
@@ -160,7 +135,35 @@ void warp_elastic_f32(const float* x, float* out, ptrdiff_t batch, const float* 
             for (int p = 0; p < PIXELS; p++) warped[p] = image[p];
             continue;
         }
-        smooth(noise + i * 2 * k * k, &products, dx, dy);
-        warp_image(image, params + i * 8, dx, dy, framed, warped);
+        const float* move_x = dx ? dx + i * PIXELS : still;
+        const float* move_y = dy ? dy + i * PIXELS : still;
+        if (products != NULL) {
+            smooth(noise + i * 2 * products->k * products->k, products, made_x, made_y);
+            move_x = made_x, move_y = made_y;
+        }
+        warp_image(image, params + i * 8, move_x, move_y, framed, warped);
     }
+}
+
+// x, out: (batch, 784). params: (batch, 8) rows of the inverse matrix a, b,
+// c, d, the shift (x, y), the stroke blend and 1 for a clean row (else 0).
+// dx, dy: (batch, 784) elastic displacements, or NULL for none.
+void warp_f32(const float* x, float* out, ptrdiff_t batch, const float* params, const float* dx, const float* dy) {
+    warp_batch(x, out, batch, params, dx, dy, NULL, NULL);
+}
+
+// warp_f32 with each image's field made from its noise (batch, 2, k, k), left (28, k) and right (k, 28).
+void warp_elastic_f32(const float* x, float* out, ptrdiff_t batch, const float* params, const float* noise,
+                      const float* left, const float* right, int k) {
+    Products products;
+    prepare(&products, left, right, k);
+    warp_batch(x, out, batch, params, NULL, NULL, noise, &products);
+}
+
+// The fields of ``batch`` images from their noise, as warp_elastic_f32 makes them.
+void elastic_field_f32(const float* noise, ptrdiff_t batch, const float* left, const float* right, int k, float* dx,
+                       float* dy) {
+    Products products;
+    prepare(&products, left, right, k);
+    for (ptrdiff_t i = 0; i < batch; i++) smooth(noise + i * 2 * k * k, &products, dx + i * PIXELS, dy + i * PIXELS);
 }
