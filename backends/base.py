@@ -193,7 +193,8 @@ class Backend:
         return distort
 
     def kernel_warp(self, augment):
-        """``warp(x, draws)`` by a kernel of this backend's, equal to ``nn.augment.warp``; None: none here."""
+        """``warp(x, draws)`` by a kernel of this backend's, ``nn.augment.warp`` within float32 roundings; None: none
+        here."""
         return None
 
     def distortion_note(self, augment):

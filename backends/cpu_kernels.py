@@ -6,7 +6,9 @@ step, split). ``backends/cpu/optimizers.c`` makes it one, with the same
 float32 operations in the same order (no fused multiply-add), so the bits
 are the ufunc path's (``tests/test_cpu_kernels.py``). ``backends/cpu/augment.c``
 does the same for ``nn.augment.warp``: a distorted batch in one pass per
-image instead of a few dozen gathers and temporaries. They need a C compiler
+image instead of a few dozen gathers and temporaries, the same bits given
+the same elastic field; the field's two small products it makes itself, per
+image, summed in an order of its own (a float32 rounding from BLAS's). They need a C compiler
 (``$CC``, ``cc``, ``gcc`` or ``clang``) once: the library is cached in
 ``$XPNET_CACHE`` (default ``~/.cache/xpnet``) under a name made from the
 source, the compiler and this CPU, and written there atomically. Without a
@@ -237,7 +239,8 @@ def _load_xla(jax):
 
 
 def xla_warp(jax):
-    """``warp(x, draws)`` for JAX arrays on the CPU, jitted or not: ``warp_f32`` as an XLA custom call; None without it."""
+    """``warp(x, draws)`` for JAX arrays on the CPU, jitted or not: ``_warp``'s kernels as an XLA custom call; None
+    without it."""
     global _xla_loaded
     if _xla_loaded is None:
         _xla_loaded = _load_xla(jax)

@@ -57,7 +57,7 @@ class NumpyBackend(Backend):
         return cpu_kernels.fused_update(optimizer, dtype) or super().flat_update_fn(optimizer, dtype)
 
     def kernel_warp(self, augment):
-        # The warp in C where a compiler is at hand (the same bits).
+        # The warp in C where a compiler is at hand (nn.augment's bits given the same field).
         return cpu_kernels.augment_warp()
 
     def make_train_step(self, model, optimizer, *, seed, grad=None, augment=None):
